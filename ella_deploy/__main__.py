@@ -1,0 +1,3 @@
+from ella_deploy.cli import run
+
+run()

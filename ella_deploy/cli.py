@@ -1,0 +1,120 @@
+"""The `ella-deploy` command line: parse, call one library function, map to an exit code.
+
+Nothing here imports Ansible, so `ella-deploy --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ella_deploy import __version__, paths
+from ella_deploy.errors import EllaDeployError, ExitCode
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line with our usage exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("ella-deploy").strip()
+        raise EllaDeployError(f"{command}: {message}" if command else message, ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ella-deploy",
+        description="Deploy and operate ELLA. Without --inventory it acts on the local sandbox.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-i", "--inventory", default=paths.DEFAULT_INVENTORY,
+        help="prod, staging, sandbox, sandbox-staging, or a path (default: %(default)s)",
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    commands.add_parser("status", help="what runs where; exit 0 one active, 1 none, 2 conflict or unknown")
+
+    sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
+    actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    actions.add_parser("up", help="create or heal the sandbox (idempotent)")
+    down = actions.add_parser("down", help="remove every container, network and file the sandbox made")
+    down.add_argument("--purge-image", action="store_true", help="also remove the cached host image")
+    actions.add_parser("status", help="the sandbox's containers")
+    return parser
+
+
+def _progress(output: str) -> Any:
+    if output != "text":
+        return None
+    return lambda message: print(f"  - {message}", file=sys.stderr, flush=True)
+
+
+def _emit(output: str, text: str, data: Any) -> None:
+    if output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ella_deploy import status
+
+    inventory = paths.resolve_inventory(args.inventory)
+    result = status.collect(inventory, progress=None)
+    _emit(args.output, status.render(result), result.as_dict())
+    return result.exit_code
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from ella_deploy.sandbox import Sandbox
+
+    sandbox = Sandbox(progress=_progress(args.output))
+    if args.action == "up":
+        timings = sandbox.up()
+        total = sum(timings.values())
+        text = f"sandbox up in {total:.1f}s (" + ", ".join(f"{k} {v}s" for k, v in timings.items()) + ")"
+        _emit(args.output, text, {"seconds": round(total, 1), "steps": timings})
+    elif args.action == "down":
+        sandbox.down(purge_image=args.purge_image)
+        _emit(args.output, "sandbox removed", {"removed": True})
+    else:
+        rows = sandbox.status()
+        text = "\n".join(f"{r['host']:<22}{r['address']:<15}{r['role']:<6}{r['state']}" for r in rows)
+        _emit(args.output, text, rows)
+    return ExitCode.OK
+
+
+HANDLERS = {"status": cmd_status, "sandbox": cmd_sandbox}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return int(HANDLERS[args.command](args))
+    except EllaDeployError as error:
+        if debug:
+            raise
+        print(f"ella-deploy: {error.message}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print("ella-deploy: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as error:  # noqa: BLE001 - the operator sees one line, --debug shows more
+        if debug:
+            raise
+        print(f"ella-deploy: internal error: {error.__class__.__name__}: {error} (rerun with --debug)",
+              file=sys.stderr)
+        return int(ExitCode.FAILED)
+
+
+def run() -> None:
+    sys.exit(main())

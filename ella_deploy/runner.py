@@ -1,0 +1,198 @@
+"""Runs the project's playbooks through ansible-runner and turns its events into results.
+
+Secrets never pass through here: they live in vault files or on the target hosts. This
+module also keeps the caller's environment out of the run (ansible-runner copies the whole
+environment into `artifacts/<id>/command`), so a token in the operator's shell cannot end
+up on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ella_deploy import paths
+from ella_deploy.errors import EllaDeployError, ExitCode
+
+# Variables a run may inherit from the caller. Everything else is dropped for the run.
+INHERITED_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TERM",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+    "ELLA_SANDBOX_DIR",
+)
+
+# Runner artifacts kept per operator; older runs are rotated away beyond this count.
+KEPT_RUNS = 200
+
+
+@dataclass(frozen=True)
+class HostFailure:
+    host: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+
+@dataclass
+class PlaybookResult:
+    """What a playbook run produced, read from ansible-runner's structured events."""
+
+    playbook: str
+    status: str
+    rc: int
+    artifact_dir: Path
+    seconds: float
+    # Data published by the playbook with ansible.builtin.set_stats.
+    published: dict[str, Any] = field(default_factory=dict)
+    failures: list[HostFailure] = field(default_factory=list)
+    # Per host: ok / changed / failures / unreachable / skipped counters.
+    stats: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "successful" and self.rc == 0
+
+    @property
+    def unreachable_hosts(self) -> list[str]:
+        return sorted({f.host for f in self.failures if f.unreachable})
+
+
+ProgressCallback = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def _isolated_environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """Reduce os.environ to the allow-list (plus `extra`) for the duration of a run."""
+    saved = dict(os.environ)
+    try:
+        kept = {k: v for k, v in saved.items() if k in INHERITED_ENVIRONMENT}
+        # ansible-playbook lives beside the interpreter in the project's virtualenv.
+        kept["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), kept.get("PATH", "")])
+        os.environ.clear()
+        os.environ.update(kept)
+        os.environ.update(extra)
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _failure_message(result: Mapping[str, Any]) -> str:
+    for key in ("msg", "stderr", "stdout"):
+        value = result.get(key)
+        if value:
+            text = str(value).strip()
+            return text.splitlines()[-1] if key != "msg" else text
+    return "failed"
+
+
+def run_playbook(
+    playbook: str | Path,
+    inventory: Path,
+    *,
+    extravars: Mapping[str, Any] | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    verbosity: int = 0,
+    progress: ProgressCallback | None = None,
+) -> PlaybookResult:
+    """Run `ansible/playbooks/<playbook>` (or a playbook path) against `inventory`.
+
+    Host failures do not raise: they are in the result.
+
+    `extravars` must hold no secret: ansible-runner hands them to ansible-playbook in a
+    file under the private data dir.
+    """
+    import ansible_runner  # deferred: `ella-deploy --help` must not import Ansible
+
+    playbook_path = paths.PLAYBOOK_DIR / playbook  # an absolute `playbook` stays as it is
+    if not playbook_path.is_file():
+        raise EllaDeployError(f"no playbook {playbook_path}", ExitCode.ENVIRONMENT)
+
+    run_root = paths.state_dir() / "runs"
+    run_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ident = f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook_path.stem}-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    private_data_dir = run_root / ident
+    private_data_dir.mkdir(mode=0o700)
+
+    published: dict[str, Any] = {}
+    failures: list[HostFailure] = []
+
+    def on_event(event: dict[str, Any]) -> bool:
+        kind = event.get("event")
+        data = event.get("event_data", {})
+        if kind == "playbook_on_task_start" and progress:
+            progress(data.get("task", ""))
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            if kind == "runner_on_failed" and data.get("ignore_errors"):
+                return True
+            failures.append(
+                HostFailure(
+                    host=data.get("host", "?"),
+                    task=data.get("task", "?"),
+                    message=_failure_message(data.get("res", {})),
+                    unreachable=kind == "runner_on_unreachable",
+                )
+            )
+        elif kind == "playbook_on_stats":
+            published.update(data.get("artifact_data") or {})
+        return True
+
+    cmdline = ["--check"] if check else []
+    started = time.monotonic()
+    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.ANSIBLE_DIR / "ansible.cfg")}):
+        runner = ansible_runner.run(
+            private_data_dir=str(private_data_dir),
+            ident="run",
+            playbook=str(playbook_path),
+            inventory=str(inventory),
+            extravars=dict(extravars or {}),
+            limit=limit,
+            cmdline=" ".join(cmdline) or None,
+            verbosity=verbosity or None,
+            quiet=True,
+            suppress_env_files=True,
+            rotate_artifacts=0,
+            event_handler=on_event,
+        )
+    seconds = time.monotonic() - started
+    _rotate(run_root)
+
+    stats: dict[str, dict[str, int]] = {}
+    for counter, per_host in (runner.stats or {}).items():
+        if isinstance(per_host, dict):
+            for host, count in per_host.items():
+                stats.setdefault(host, {})[counter] = int(count)
+
+    return PlaybookResult(
+        playbook=playbook_path.name,
+        status=runner.status,
+        rc=runner.rc,
+        artifact_dir=private_data_dir,
+        seconds=seconds,
+        published=published,
+        failures=failures,
+        stats=stats,
+    )
+
+
+def _rotate(run_root: Path) -> None:
+    import shutil
+
+    runs = sorted(p for p in run_root.iterdir() if p.is_dir())
+    for old in runs[:-KEPT_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)

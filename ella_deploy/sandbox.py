@@ -1,0 +1,389 @@
+"""The sandbox: production's site as podman containers on this machine.
+
+Hosts, addresses and storage paths are read from `inventories/sandbox*`, so the inventory
+is the one description of the sandbox; this module only makes it real. Everything the
+sandbox owns is labelled (containers), named (network) or under one state directory
+(keys, known_hosts, secrets, shared storage), so `down` can remove exactly that.
+
+Two stand-ins take the place of what cannot be had here (see testbed/README.md): the ELLA
+image is a zipapp built by testbed/build_standin.py, and `singularity` on the hosts is
+testbed/singularity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ella_deploy import paths
+from ella_deploy.errors import EllaDeployError, ExitCode
+
+NETWORK = "ella-sandbox"
+SUBNET = "10.213.22.0/24"
+LABEL = "ella-deploy.sandbox"
+CONTAINER_PREFIX = "ella-sandbox-"
+IMAGE_REPOSITORY = "localhost/ella-sandbox-host"
+INVENTORIES = ("sandbox", "sandbox-staging")
+# Stand-in releases staged in every environment's archive/releases.
+STAGED_VERSIONS = ("2.0.0", "2.0.1", "2.1.0", "2.2.0")
+# What the sandbox runs after `up`: production's state before a release.
+INITIAL_VERSION = "2.0.0"
+# uid/gid of the service user in the host image (testbed/host-image/build.sh).
+SERVICE_UID = 1500
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SandboxHost:
+    name: str
+    address: str
+    # "ella" (an ELLA VM) or "db" (the database server).
+    role: str
+    # The environment's shared storage: its directory under the state dir and where the
+    # host mounts it (the inventory's ella_root). None for the database server.
+    storage: str | None = None
+    storage_mount: str | None = None
+
+    @property
+    def container(self) -> str:
+        return CONTAINER_PREFIX + self.name
+
+
+@dataclass(frozen=True)
+class Environment:
+    inventory: str
+    root: str
+    db_name: str
+    db_user: str
+
+
+def _load_yaml(path: Path) -> dict:
+    import yaml  # PyYAML comes with ansible-core; not Ansible itself
+
+    with path.open() as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def environments() -> list[Environment]:
+    found = []
+    for name in INVENTORIES:
+        site = _load_yaml(paths.INVENTORY_DIR / name / "group_vars" / "all" / "site.yml")
+        found.append(Environment(name, site["ella_root"], site["ella_db_name"], site["ella_db_user"]))
+    return found
+
+
+def hosts() -> list[SandboxHost]:
+    """Every sandbox host, from the sandbox inventories."""
+    by_name: dict[str, SandboxHost] = {}
+    for env in environments():
+        inventory = _load_yaml(paths.INVENTORY_DIR / env.inventory / "hosts.yml")
+        groups = inventory["all"]["children"]
+        for name, hostvars in (groups.get("ella_db_servers", {}).get("hosts") or {}).items():
+            by_name[name] = SandboxHost(name, hostvars["ansible_host"], "db")
+        for name, hostvars in (groups.get("ella_hosts", {}).get("hosts") or {}).items():
+            by_name[name] = SandboxHost(name, hostvars["ansible_host"], "ella", env.inventory, env.root)
+    return sorted(by_name.values(), key=lambda h: h.address)
+
+
+def image_tag() -> str:
+    """The host image's tag: a hash of its recipe, so a changed recipe means a rebuild."""
+    digest = hashlib.sha256()
+    recipe = sorted((paths.TESTBED_DIR / "host-image").iterdir()) + [paths.TESTBED_DIR / "singularity"]
+    for path in recipe:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def _podman(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(["podman", *args], capture_output=True, text=True, input=input_text)
+    except FileNotFoundError:
+        raise EllaDeployError(
+            "podman is not installed: run scripts/setup first", ExitCode.ENVIRONMENT
+        ) from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise EllaDeployError(
+            f"podman {args[0]} failed: {detail[-1] if detail else result.returncode}", ExitCode.ENVIRONMENT
+        )
+    return result
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path | None = None, progress: Progress | None = None) -> None:
+        self.state_dir = state_dir or paths.sandbox_dir()
+        self.progress = progress or (lambda _message: None)
+        self.hosts = hosts()
+
+    # ----- paths in the state dir ------------------------------------------------------
+    @property
+    def ssh_dir(self) -> Path:
+        return self.state_dir / "ssh"
+
+    def storage_dir(self, storage: str) -> Path:
+        return self.state_dir / "storage" / storage
+
+    def secret_path(self, name: str) -> Path:
+        return self.state_dir / "secrets" / name
+
+    # ----- lifecycle ---------------------------------------------------------------------
+    def up(self) -> dict[str, float]:
+        """Create or heal the sandbox; quick and idempotent when it already runs."""
+        timings: dict[str, float] = {}
+
+        def step(name: str, action: Callable[[], None]) -> None:
+            self.progress(name)
+            started = time.monotonic()
+            action()
+            timings[name] = round(time.monotonic() - started, 1)
+
+        tag = image_tag()
+        step("host image", lambda: self._ensure_image(tag))
+        step("keys and secrets", self._ensure_state)
+        step("network", self._ensure_network)
+        step("containers", lambda: self._ensure_containers(tag))
+        step("ssh", self._wait_for_ssh)
+        step("database server", self._provision_database)
+        step("stand-in images", self._stage_images)
+        step("hosts (ansible)", self._configure_hosts)
+        return timings
+
+    def down(self, purge_image: bool = False) -> None:
+        for container in self._containers():
+            _podman("rm", "--force", "--time", "0", container)
+        if _podman("network", "exists", NETWORK, check=False).returncode == 0:
+            _podman("network", "rm", "--force", NETWORK)
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        if purge_image:
+            for image in _podman("images", "--quiet", "--filter", f"reference={IMAGE_REPOSITORY}").stdout.split():
+                _podman("rmi", "--force", image, check=False)
+
+    def status(self) -> list[dict[str, str]]:
+        states = self._container_states()
+        return [
+            {
+                "host": host.name,
+                "address": host.address,
+                "role": host.role,
+                "container": host.container,
+                "state": states.get(host.container, "absent"),
+            }
+            for host in self.hosts
+        ]
+
+    # ----- steps ---------------------------------------------------------------------------
+    def _ensure_image(self, tag: str) -> None:
+        if _podman("image", "exists", tag, check=False).returncode == 0:
+            return
+        self.progress(f"building {tag} with debootstrap (about a minute)")
+        build = paths.TESTBED_DIR / "host-image" / "build.sh"
+        result = subprocess.run([str(build), tag], capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise EllaDeployError(f"host image build failed:\n{tail}", ExitCode.ENVIRONMENT)
+
+    def _ensure_state(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        self.ssh_dir.mkdir(exist_ok=True, mode=0o700)
+        client_key = self.ssh_dir / "id_ed25519"
+        if not client_key.exists():
+            _keygen(client_key, "ella-deploy sandbox operator")
+        authorized = self.state_dir / "authorized_keys"
+        authorized.mkdir(exist_ok=True)
+        (authorized / "deploy").write_text(client_key.with_suffix(".pub").read_text())
+
+        # One host key per host, made here, so known_hosts is pinned before the first
+        # connection (no trust on first use, no disabled host key checking).
+        known_hosts = []
+        for host in self.hosts:
+            key_dir = self.state_dir / "hostkeys" / host.name
+            key_dir.mkdir(parents=True, exist_ok=True)
+            key = key_dir / "ssh_host_ed25519_key"
+            if not key.exists():
+                _keygen(key, f"root@{host.name}")
+            key_type, public_key = key.with_suffix(".pub").read_text().split()[:2]
+            known_hosts.append(f"{host.name} {key_type} {public_key}")
+        (self.ssh_dir / "known_hosts").write_text("\n".join(known_hosts) + "\n")
+
+        secrets_dir = self.secret_path("x").parent
+        secrets_dir.mkdir(exist_ok=True, mode=0o700)
+        names = ["supervisor_password"] + [f"db_password_{env.db_name}" for env in environments()]
+        for name in names:
+            path = self.secret_path(name)
+            if not path.exists():
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(24))
+
+        for env in environments():
+            storage = self.storage_dir(env.inventory)
+            storage.mkdir(parents=True, exist_ok=True)
+            shutil.chown(storage, SERVICE_UID, SERVICE_UID)
+            storage.chmod(0o755)
+
+    def _ensure_network(self) -> None:
+        if _podman("network", "exists", NETWORK, check=False).returncode != 0:
+            _podman("network", "create", "--subnet", SUBNET, "--label", LABEL, NETWORK)
+
+    def _ensure_containers(self, tag: str) -> None:
+        inspected = self._inspect_containers()
+        for host in self.hosts:
+            current = inspected.get(host.container)
+            if current and current["image"] != tag:
+                self.progress(f"{host.name}: host image changed, recreating")
+                _podman("rm", "--force", "--time", "0", host.container)
+                current = None
+            if current is None:
+                _podman("run", "--detach", *self._run_arguments(host), tag)
+            elif current["state"] == "paused":
+                _podman("unpause", host.container)
+            elif current["state"] != "running":
+                _podman("start", host.container)
+
+    def _run_arguments(self, host: SandboxHost) -> list[str]:
+        arguments = [
+            "--name", host.container,
+            "--hostname", host.name,
+            "--label", LABEL,
+            "--network", NETWORK,
+            "--ip", host.address,
+            # catatonit as PID 1 reaps what supervisord and sshd leave behind.
+            "--init",
+            "--env", f"SANDBOX_ROLE={host.role}",
+            "--volume", f"{self.state_dir / 'hostkeys' / host.name}:/etc/ssh/host_keys:ro",
+            "--volume", f"{self.state_dir / 'authorized_keys'}:/etc/ssh/authorized_keys:ro",
+        ]
+        for other in self.hosts:
+            if other is not host:
+                arguments += ["--add-host", f"{other.name}:{other.address}"]
+        if host.storage:
+            arguments += ["--volume", f"{self.storage_dir(host.storage)}:{host.storage_mount}"]
+        return arguments
+
+    def _wait_for_ssh(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for host in self.hosts:
+            while True:
+                try:
+                    with socket.create_connection((host.address, 22), timeout=2) as connection:
+                        if connection.recv(64).startswith(b"SSH-"):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise EllaDeployError(f"{host.name}: sshd did not answer within {timeout:.0f}s")
+                time.sleep(0.2)
+
+    def _provision_database(self) -> None:
+        """Roles and databases on the sandbox's server (production's exist already)."""
+        db_host = next(h for h in self.hosts if h.role == "db")
+        deadline = time.monotonic() + 60
+        while _podman("exec", db_host.container, "pg_isready", "-q", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise EllaDeployError(f"{db_host.name}: PostgreSQL did not become ready")
+            time.sleep(0.3)
+        statements = []
+        for env in environments():
+            password = self.secret_path(f"db_password_{env.db_name}").read_text().strip()
+            # CREATEDB: backup verification and rehearsals restore into scratch databases.
+            statements.append(
+                f"SELECT format('CREATE ROLE %I LOGIN CREATEDB', '{env.db_user}') "
+                f"WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{env.db_user}') \\gexec\n"
+                f"ALTER ROLE \"{env.db_user}\" PASSWORD '{password}';\n"
+                f"SELECT format('CREATE DATABASE %I OWNER %I', '{env.db_name}', '{env.db_user}') "
+                f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{env.db_name}') \\gexec\n"
+            )
+        # The password goes through stdin, never a command line.
+        _podman(
+            "exec", "--interactive", "--user", "postgres", db_host.container,
+            "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
+            input_text="".join(statements),
+        )
+
+    def _stage_images(self) -> None:
+        cache = self.state_dir / "images"
+        cache.mkdir(exist_ok=True)
+        missing = [v for v in STAGED_VERSIONS if not (cache / f"ella-release-{v}.sif").exists()]
+        if missing:
+            build_standin_images(cache, missing)
+        for env in environments():
+            releases = self.storage_dir(env.inventory) / "archive" / "releases"
+            for directory in (releases.parent, releases):
+                directory.mkdir(exist_ok=True)
+                shutil.chown(directory, SERVICE_UID, SERVICE_UID)
+            for version in STAGED_VERSIONS:
+                for name in (f"ella-release-{version}.sif", f"ella-release-{version}.sif.sha256"):
+                    target = releases / name
+                    if not target.exists():
+                        shutil.copyfile(cache / name, target)
+                        shutil.chown(target, SERVICE_UID, SERVICE_UID)
+                        target.chmod(0o644)
+
+    def _configure_hosts(self) -> None:
+        from ella_deploy.runner import run_playbook
+
+        for env in environments():
+            inventory = paths.INVENTORY_DIR / env.inventory
+            for playbook in ("site.yml", paths.TESTBED_DIR / "playbooks" / "seed.yml"):
+                result = run_playbook(
+                    str(playbook), inventory, extravars={"ella_sandbox_initial_version": INITIAL_VERSION}
+                )
+                if not result.ok:
+                    first = result.failures[0] if result.failures else None
+                    reason = f"{first.host}: {first.task}: {first.message}" if first else result.status
+                    raise EllaDeployError(
+                        f"{env.inventory}: {Path(str(playbook)).name} failed: {reason} "
+                        f"(artifacts: {result.artifact_dir})"
+                    )
+
+    # ----- podman queries ----------------------------------------------------------------
+    def _containers(self) -> list[str]:
+        listed = _podman("ps", "--all", "--filter", f"label={LABEL}", "--format", "{{.Names}}", check=False)
+        return listed.stdout.split()
+
+    def _inspect_containers(self) -> dict[str, dict[str, str]]:
+        names = self._containers()
+        if not names:
+            return {}
+        import json
+
+        inspected = json.loads(_podman("container", "inspect", *names).stdout)
+        return {
+            item["Name"]: {
+                "state": "paused" if item["State"].get("Paused") else item["State"]["Status"],
+                "image": item["ImageName"],
+            }
+            for item in inspected
+        }
+
+    def _container_states(self) -> dict[str, str]:
+        return {name: info["state"] for name, info in self._inspect_containers().items()}
+
+
+def _keygen(path: Path, comment: str) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def build_standin_images(out_dir: Path, versions: list[str] | tuple[str, ...], fault: str | None = None) -> None:
+    """Build ELLA stand-in images (testbed/build_standin.py) into out_dir."""
+    import sys
+
+    command = [sys.executable, str(paths.TESTBED_DIR / "build_standin.py"), "--out", str(out_dir), *versions]
+    if fault:
+        command += ["--fault", fault]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise EllaDeployError(f"building stand-in images failed: {result.stderr.strip()}", ExitCode.ENVIRONMENT)

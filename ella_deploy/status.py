@@ -1,0 +1,114 @@
+"""`ella-deploy status`: what runs where, and the environment's verdict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ella_deploy import guard
+from ella_deploy.runner import ProgressCallback, run_playbook
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    reachable: bool
+    role: str
+    supervisord: str
+    ella: str
+    uptime_seconds: int | None
+    symlink_version: str | None
+    running_versions: tuple[str, ...]
+    stray_processes: int
+    active: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    environment: str
+    primary: str
+    verdict: str
+    active_hosts: tuple[str, ...]
+    reasons: tuple[str, ...]
+    hosts: tuple[HostStatus, ...]
+    exit_code: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def host_status(name: str, primary: str, report: dict[str, Any] | None, error: str | None) -> HostStatus:
+    view = guard.host_view(name, report)
+    role = "primary" if name == primary else "standby"
+    if report is None:
+        return HostStatus(name, False, role, "?", "?", None, None, (), 0, False, error)
+    supervisord = report["supervisord"]
+    program = report["program"]
+    processes = report["processes"]
+    return HostStatus(
+        host=name,
+        reachable=True,
+        role=role,
+        supervisord="up" if supervisord["running"] else "down",
+        ella=program["state"] if supervisord["running"] else ("STRAY" if processes else "STOPPED"),
+        uptime_seconds=program.get("uptime_seconds"),
+        symlink_version=report["symlink"].get("version"),
+        running_versions=tuple(p["version"] or p["image"] for p in processes),
+        stray_processes=view.stray_instances,
+        active=view.active,
+        error=supervisord.get("error") if not supervisord["running"] else None,
+    )
+
+
+def collect(inventory: Path, progress: ProgressCallback | None = None) -> EnvironmentStatus:
+    result = run_playbook("status.yml", inventory, progress=progress)
+    published = result.published.get("ella_status", {})
+    reports: dict[str, Any] = published.get("hosts", {})
+    failures = {f.host: f.message for f in result.failures}
+    names = sorted(set(reports) | set(failures) | set(result.stats))
+    primary = published.get("primary", "")
+    hosts = tuple(host_status(n, primary, reports.get(n), failures.get(n)) for n in names)
+    verdict = guard.judge([guard.host_view(n, reports.get(n)) for n in names])
+    return EnvironmentStatus(
+        environment=published.get("environment", inventory.name),
+        primary=primary,
+        verdict=verdict.state,
+        active_hosts=verdict.active_hosts,
+        reasons=verdict.reasons,
+        hosts=hosts,
+        exit_code=verdict.exit_code,
+    )
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def render(status: EnvironmentStatus) -> str:
+    headline = f"{status.environment}: {status.verdict}"
+    if status.active_hosts:
+        headline += f" on {', '.join(status.active_hosts)}"
+    header = ("HOST", "REACHABLE", "SUPERVISORD", "ELLA", "UPTIME", "SYMLINK", "RUNNING", "ROLE")
+    rows = [header]
+    for host in status.hosts:
+        rows.append((
+            host.host,
+            "yes" if host.reachable else "NO",
+            host.supervisord,
+            host.ella,
+            _duration(host.uptime_seconds),
+            host.symlink_version or "-",
+            ",".join(host.running_versions) or "-",
+            host.role + (", active" if host.active else ""),
+        ))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = [headline, ""]
+    lines += ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines += [f"! {reason}" for reason in status.reasons]
+    lines += [f"! {h.host}: {h.error}" for h in status.hosts if h.error]
+    return "\n".join(lines)

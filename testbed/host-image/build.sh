@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds the sandbox host image: a Debian 12 root filesystem made with debootstrap and
+# imported into podman as TAG. There is no registry to pull from, so this is the only way
+# a sandbox host comes to exist. Callers cache by tag (see ella_deploy/sandbox.py).
+#
+# usage: build.sh TAG
+set -euo pipefail
+
+tag=${1:?usage: build.sh TAG}
+here=$(cd "$(dirname "$0")" && pwd)
+testbed=$(dirname "$here")
+
+# The Debian mirror this machine's apt already uses, so the image matches the host's view.
+mirror=${ELLA_SANDBOX_DEBIAN_MIRROR:-}
+if [ -z "$mirror" ]; then
+    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+fi
+if [ -z "$mirror" ]; then
+    mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+fi
+if [ -z "$mirror" ]; then
+    echo "build.sh: no Debian mirror found in apt sources; set ELLA_SANDBOX_DEBIAN_MIRROR" >&2
+    exit 2
+fi
+
+work=$(mktemp -d /var/tmp/ella-host-image.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rootfs=$work/rootfs
+packages=$(grep -v -e '^#' -e '^$' "$here/packages.txt" | paste -sd, -)
+
+echo "build.sh: debootstrap bookworm into $rootfs" >&2
+debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+    tail -n 40 "$work/debootstrap.log" >&2
+    exit 1
+}
+
+in_root() { LANG=C.UTF-8 LC_ALL=C.UTF-8 chroot "$rootfs" "$@"; }
+
+# Users: `deploy` is the operator's login (key only, sudo), `ella` the service user that
+# owns the shared storage and runs supervisord. Fixed uids, because the shared storage is
+# one bind-mounted directory seen by several hosts.
+in_root useradd --create-home --uid 1000 --shell /bin/bash deploy
+in_root useradd --create-home --uid 1500 --shell /bin/bash ella
+echo 'deploy ALL=(ALL) NOPASSWD: ALL' >"$rootfs/etc/sudoers.d/deploy"
+chmod 0440 "$rootfs/etc/sudoers.d/deploy"
+
+# sshd: host keys come from the sandbox (one per host, pinned); none baked into the image.
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+install -m 0644 "$here/sshd_config" "$rootfs/etc/ssh/sshd_config"
+install -d -m 0755 "$rootfs/etc/ssh/host_keys" "$rootfs/etc/ssh/authorized_keys"
+
+install -m 0755 "$here/sandbox-init" "$rootfs/usr/local/sbin/sandbox-init"
+# Stand-in for Singularity, which Debian 12 does not package (see testbed/README.md).
+install -m 0755 "$testbed/singularity" "$rootfs/usr/local/bin/singularity"
+
+# PostgreSQL: reachable from the sandbox network with passwords, as the site's DB server is.
+if [ ! -d "$rootfs/etc/postgresql/15/main" ]; then
+    in_root pg_createcluster --locale C.UTF-8 15 main
+fi
+cat >>"$rootfs/etc/postgresql/15/main/postgresql.conf" <<'CONF'
+listen_addresses = '*'
+CONF
+echo 'host all all 0.0.0.0/0 scram-sha-256' >>"$rootfs/etc/postgresql/15/main/pg_hba.conf"
+
+in_root apt-get clean
+rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+
+echo "build.sh: importing as $tag" >&2
+tar -C "$rootfs" -c . | podman import --quiet \
+    --change 'CMD ["/usr/local/sbin/sandbox-init"]' \
+    --change 'LABEL org.opencontainers.image.title=ella-sandbox-host' \
+    - "$tag" >/dev/null
+echo "$tag"
