@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", help="what runs where; exit 0 one active, 1 none, 2 conflict or unknown")
 
+    release = commands.add_parser("release", help="release a staged version (backup, switch, migrate, health gate, rollback)")
+    release.add_argument("version", help="X.Y.Z, or 2.x / 2.3.x for the newest staged match")
+    release.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
+    release.add_argument("--check", action="store_true", help="show the plan; change nothing")
+    release.add_argument("--allow-downgrade", action="store_true", help="allow an older version")
+    release.add_argument("--verify-backup", action="store_true",
+                         help="prove the backup by a full restore into a scratch database")
+    release.add_argument("--no-broadcast", action="store_true", help="skip the acceptance-test broadcast")
+    release.add_argument("--break-lock", metavar="REASON", default="",
+                         help="break a deploy lock whose holder is gone (audited)")
+    release.add_argument("--peer-fenced", metavar="HOST", action="append", default=[],
+                         help="HOST is unreachable and its VM is off: count it as stopped (audited)")
+
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -72,6 +85,45 @@ def cmd_status(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from ella_deploy import release
+
+    options = release.ReleaseOptions(
+        request=args.version,
+        allow_downgrade=args.allow_downgrade,
+        verify_backup=args.verify_backup,
+        broadcast=not args.no_broadcast,
+        break_lock=args.break_lock,
+        fenced_hosts=tuple(args.peer_fenced),
+    )
+    release.validate(options)
+    inventory = paths.resolve_inventory(args.inventory)
+    progress = _progress(args.output)
+    the_plan = release.plan(inventory, options, progress)
+    problems = release.plan_problems(the_plan, options)
+    if args.check or the_plan["change_kind"] == "none":
+        _emit(args.output, release.render_plan(the_plan, options), {"plan": the_plan, "problems": problems})
+        return ExitCode.REFUSED if problems and the_plan["change_kind"] != "none" else ExitCode.OK
+    if problems:
+        raise EllaDeployError(f"release refused before anything changed: {'; '.join(problems)}", ExitCode.REFUSED)
+    if args.output == "text":
+        print(release.render_plan(the_plan, options), file=sys.stderr)
+    if not args.yes:
+        release.confirm(the_plan)
+    command = release.sanitized_command(args.argv)
+    outcome = release.execute(inventory, options, the_plan["version"], command, progress)
+    summary = {
+        "version": the_plan["version"],
+        "outcome": (outcome.record or {}).get("outcome", "nothing_to_do" if outcome.nothing_to_do else "refused"),
+        "downtime_seconds": (outcome.record or {}).get("downtime_seconds"),
+        "record": outcome.record,
+        "plan": the_plan,
+        "errors": outcome.errors,
+    }
+    _emit(args.output, release.render_outcome(outcome), summary)
+    return ExitCode.OK if outcome.ok else ExitCode.FAILED
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from ella_deploy.sandbox import Sandbox
 
@@ -91,7 +143,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-HANDLERS = {"status": cmd_status, "sandbox": cmd_sandbox}
+HANDLERS = {"status": cmd_status, "release": cmd_release, "sandbox": cmd_sandbox}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return int(HANDLERS[args.command](args))
     except EllaDeployError as error:
         if debug:

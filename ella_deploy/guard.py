@@ -59,10 +59,17 @@ def host_view(name: str, report: dict[str, Any] | None) -> HostView:
     )
 
 
-def judge(views: list[HostView]) -> Verdict:
-    """The environment's state: exactly one instance on one reachable host is the only healthy one."""
+def judge(views: list[HostView], fenced: tuple[str, ...] | list[str] = ()) -> Verdict:
+    """The environment's state: exactly one instance on one reachable host is the only healthy one.
+
+    An unreachable host is unknown, not stopped, unless the operator has declared it
+    fenced (its VM is off); that declaration is named in the reasons, for the audit log.
+    """
     reasons = []
-    unknown = [v.name for v in views if not v.reachable]
+    for view in views:
+        if not view.reachable and view.name in fenced:
+            reasons.append(f"{view.name}: unreachable, declared fenced by the operator")
+    unknown = [v.name for v in views if not v.reachable and v.name not in fenced]
     active = tuple(v.name for v in views if v.active)
     instances = sum(v.instances for v in views)
     for view in views:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -34,6 +35,8 @@ INHERITED_ENVIRONMENT = (
     "SSH_AUTH_SOCK",
     "ELLA_SANDBOX_DIR",
 )
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 # Runner artifacts kept per operator; older runs are rotated away beyond this count.
 KEPT_RUNS = 200
@@ -66,6 +69,20 @@ class PlaybookResult:
     def ok(self) -> bool:
         return self.status == "successful" and self.rc == 0
 
+    def error_summary(self) -> str:
+        """One line for the operator: the failure that ended the run, else Ansible's own error."""
+        if self.failures:
+            # The last failure is the one that ended the run (earlier ones were rescued).
+            last = self.failures[-1]
+            return f"{last.host}: {'unreachable' if last.unreachable else last.task}: {last.message}"
+        # A playbook-level error (syntax, undefined variable) fails no host; its text is
+        # only in the run's stdout. Fallback diagnostics, never used to decide anything.
+        stdout = self.artifact_dir / "artifacts" / "run" / "stdout"
+        text = ANSI_ESCAPE.sub("", stdout.read_text(errors="replace")) if stdout.exists() else ""
+        errors = [line for line in text.splitlines() if line.startswith("[ERROR]:")]
+        reason = errors[0].removeprefix("[ERROR]:").strip() if errors else self.status
+        return f"{reason} (artifacts: {self.artifact_dir})"
+
     @property
     def unreachable_hosts(self) -> list[str]:
         return sorted({f.host for f in self.failures if f.unreachable})
@@ -92,12 +109,16 @@ def _isolated_environment(extra: Mapping[str, str]) -> Iterator[None]:
 
 
 def _failure_message(result: Mapping[str, Any]) -> str:
-    for key in ("msg", "stderr", "stdout"):
-        value = result.get(key)
-        if value:
-            text = str(value).strip()
-            return text.splitlines()[-1] if key != "msg" else text
-    return "failed"
+    """The message of a failed task; for a failed command, the last line it printed."""
+    message = str(result.get("msg") or "").strip()
+    # A filter's own error is what the operator needs, not Ansible's wrapping of it.
+    if "The filter plugin" in message and " failed: " in message:
+        message = message.rsplit(" failed: ", 1)[1]
+    for key in ("stderr", "stdout"):
+        text = str(result.get(key) or "").strip()
+        if text and (not message or message == "non-zero return code"):
+            return f"{text.splitlines()[-1]} (exit {result.get('rc', '?')})"
+    return message or "failed"
 
 
 def run_playbook(
@@ -136,7 +157,12 @@ def run_playbook(
         kind = event.get("event")
         data = event.get("event_data", {})
         if kind == "playbook_on_task_start" and progress:
-            progress(data.get("task", ""))
+            # The steps a playbook names itself, not every task of every role.
+            task_name = str(data.get("task", ""))
+            if str(data.get("task_path", "")).startswith(str(playbook_path.parent)) and not task_name.startswith(
+                "Validating arguments"
+            ):
+                progress(task_name)
         elif kind in ("runner_on_failed", "runner_on_unreachable"):
             if kind == "runner_on_failed" and data.get("ignore_errors"):
                 return True

@@ -338,12 +338,7 @@ class Sandbox:
                     str(playbook), inventory, extravars={"ella_sandbox_initial_version": INITIAL_VERSION}
                 )
                 if not result.ok:
-                    first = result.failures[0] if result.failures else None
-                    reason = f"{first.host}: {first.task}: {first.message}" if first else result.status
-                    raise EllaDeployError(
-                        f"{env.inventory}: {Path(str(playbook)).name} failed: {reason} "
-                        f"(artifacts: {result.artifact_dir})"
-                    )
+                    raise EllaDeployError(f"{env.inventory}: {result.playbook} failed: {result.error_summary()}")
 
     # ----- podman queries ----------------------------------------------------------------
     def _containers(self) -> list[str]:

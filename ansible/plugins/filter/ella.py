@@ -1,0 +1,77 @@
+"""Filters of the ella-deploy playbooks: the CLI's own rules, loaded from ella_deploy/.
+
+The single-active rule, version resolution and audit step timing are written once, in
+ella_deploy/guard.py, versions.py and audit.py (standard library only). This plugin loads those files by
+path, so a plain `ansible-playbook` or AWX run of this repository applies exactly the
+rules the CLI does, without ella_deploy being installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from ansible.errors import AnsibleFilterError
+
+_PACKAGE_DIR = Path(__file__).resolve().parents[3] / "ella_deploy"
+
+
+def _load(name):
+    qualified = "ella_deploy_rules_" + name
+    if qualified not in sys.modules:
+        spec = importlib.util.spec_from_file_location(qualified, _PACKAGE_DIR / (name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[qualified] = module
+        spec.loader.exec_module(module)
+    return sys.modules[qualified]
+
+
+def ella_release_resolve(filenames, request):
+    """Newest staged version matching `request` (X.Y.Z, 2.x, 2.3.x)."""
+    versions = _load("versions")
+    try:
+        return versions.resolve(request, versions.versions_in(list(filenames)))
+    except versions.VersionError as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
+def ella_release_versions(filenames):
+    versions = _load("versions")
+    return versions.versions_in(list(filenames))
+
+
+def ella_change_kind(target, current):
+    return _load("versions").change_kind(current or None, target)
+
+
+def ella_guard_verdict(reports, names, fenced=()):
+    """The single-active verdict over `ella_host_facts` reports (None: unreachable)."""
+    guard = _load("guard")
+    views = [guard.host_view(name, (reports or {}).get(name)) for name in names]
+    verdict = guard.judge(views, tuple(fenced or ()))
+    return {
+        "state": verdict.state,
+        "active_hosts": list(verdict.active_hosts),
+        "reasons": list(verdict.reasons),
+    }
+
+
+def ella_audit_steps(marks, finished):
+    return _load("audit").steps_from_marks(list(marks or []), float(finished))
+
+
+def ella_downtime(marks, finished=None):
+    return _load("audit").downtime_seconds(list(marks or []), None if finished is None else float(finished))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "ella_release_resolve": ella_release_resolve,
+            "ella_release_versions": ella_release_versions,
+            "ella_change_kind": ella_change_kind,
+            "ella_guard_verdict": ella_guard_verdict,
+            "ella_audit_steps": ella_audit_steps,
+            "ella_downtime": ella_downtime,
+        }

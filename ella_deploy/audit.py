@@ -1,0 +1,55 @@
+"""The audit log: one JSON line per command that changed anything, on the shared storage.
+
+Step timing is derived here from the marks a playbook sets as it goes (`ella_release_marks`:
+a step's start is the previous step's end). The playbooks load this file through
+ansible/plugins/filter/ella.py; the CLI uses it to present `history`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Where downtime starts and ends among the marks of a release (or of its rollback).
+DOWNTIME_START = "stop"
+DOWNTIME_ENDS = ("broadcast", "rollback_done")
+
+
+def steps_from_marks(marks: list[dict[str, Any]], finished: float) -> list[dict[str, Any]]:
+    steps = []
+    for index, mark in enumerate(marks):
+        end = marks[index + 1]["at"] if index + 1 < len(marks) else finished
+        steps.append({
+            "name": mark["step"],
+            "start": round(float(mark["at"]), 3),
+            "end": round(float(end), 3),
+            "seconds": round(float(end) - float(mark["at"]), 3),
+        })
+    return steps
+
+
+def downtime_seconds(marks: list[dict[str, Any]], finished: float | None = None) -> float | None:
+    """Seconds from ELLA's stop until it served again; None if it was never stopped.
+
+    When nothing ended the downtime (a failed rollback), it lasts until `finished`.
+    """
+    at = {m["step"]: float(m["at"]) for m in marks}
+    if DOWNTIME_START not in at:
+        return None
+    for end in DOWNTIME_ENDS:
+        if end in at:
+            return round(at[end] - at[DOWNTIME_START], 3)
+    return round(finished - at[DOWNTIME_START], 3) if finished is not None else None
+
+
+def read_records(text: str) -> list[dict[str, Any]]:
+    """Records of an audit log; a line that is not JSON is reported, not skipped silently."""
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            records.append({"outcome": "UNREADABLE", "line": number})
+    return records

@@ -1,0 +1,203 @@
+"""`ella-deploy release`: plan, confirm, run ansible/playbooks/release.yml, report.
+
+The safety (pre-flight, lock, guard, backup, rollback, audit) lives in the playbook; this
+module adds what a terminal needs: early validation, the plan, confirmation, a summary.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shlex
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ella_deploy import versions
+from ella_deploy.errors import EllaDeployError, ExitCode
+from ella_deploy.runner import ProgressCallback, run_playbook
+
+SECRET_OPTION = re.compile(r"(?i)(--?[\w-]*(?:password|secret|token)[\w-]*)(=|\s+)(\S+)")
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    request: str
+    allow_downgrade: bool = False
+    verify_backup: bool = False
+    broadcast: bool = True
+    break_lock: str = ""
+    fenced_hosts: tuple[str, ...] = ()
+
+
+@dataclass
+class ReleaseOutcome:
+    plan: dict[str, Any]
+    record: dict[str, Any] | None = None
+    nothing_to_do: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def sanitized_command(argv: Sequence[str]) -> str:
+    """The command line for the lock and the audit log, with any secret-looking value removed."""
+    return SECRET_OPTION.sub(r"\1\2***", shlex.join(["ella-deploy", *argv]))
+
+
+def validate(options: ReleaseOptions) -> None:
+    """Bad input fails here, before any host is touched."""
+    if not versions.is_request(options.request):
+        raise EllaDeployError(
+            f"release: {options.request!r} is not a version: use MAJOR.MINOR.PATCH, 2.x or 2.3.x", ExitCode.USAGE
+        )
+
+
+def _extravars(options: ReleaseOptions) -> dict[str, Any]:
+    return {
+        "ella_release_request": options.request,
+        "ella_release_fenced_hosts": list(options.fenced_hosts),
+    }
+
+
+def plan(inventory: Path, options: ReleaseOptions, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    validate(options)
+    result = run_playbook("release_plan.yml", inventory, extravars=_extravars(options), progress=progress)
+    if not result.ok:
+        raise EllaDeployError(f"release plan: {result.error_summary()}", ExitCode.REFUSED)
+    return dict(result.published["ella_release_plan"])
+
+
+def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
+    """What the playbook's pre-flight would refuse, said before asking for confirmation."""
+    problems = []
+    if the_plan.get("checksum_problem"):
+        problems.append(f"{Path(the_plan['image']).name}: {the_plan['checksum_problem']}")
+    if the_plan.get("change_kind") == "downgrade" and not options.allow_downgrade:
+        problems.append(
+            f"{the_plan['version']} is older than the running {the_plan['current_version']} (--allow-downgrade)"
+        )
+    if the_plan.get("lock_holder"):
+        holder = the_plan["lock_holder"]
+        problems.append(f"deploy lock held by {holder.get('operator')} since {holder.get('since')} ({holder.get('command')})")
+    return problems
+
+
+def steps_of(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
+    host = the_plan["host"]
+    steps = [
+        "take the deploy lock; check again that no other host runs ELLA",
+        "render ops/supervisor/supervisor.cfg (reload supervisord only if it changed)",
+        f"stop ELLA on {host}  <- downtime starts",
+        "pg_dump the database, verify it"
+        + (" by a full restore into a scratch database" if options.verify_backup else " (pg_restore --list)"),
+        f"switch ella-prod/ella.sif -> ella-release-{the_plan['version']}.sif",
+    ]
+    if the_plan.get("migrations_pending"):
+        steps.append(
+            f"migrate: ella-cli database upgrade head ({the_plan.get('revision')} -> {the_plan.get('target_revision')})"
+        )
+    if the_plan.get("fixtures_changed"):
+        steps.append(f"update {', '.join(the_plan['fixtures_changed'])} with ella-cli")
+    steps += [
+        f"start ELLA on {host}; health gate: RUNNING and /api/v1/config/ reports {the_plan['version']}  <- downtime ends",
+    ]
+    if options.broadcast:
+        steps.append("post the acceptance-test broadcast")
+    steps.append("write the audit record; release the lock (on failure: roll back, then record)")
+    return steps
+
+
+def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
+    lines = [
+        f"environment     {the_plan['environment']} (host {the_plan['host']}; guard: {the_plan['guard']}"
+        + (f" on {', '.join(the_plan['active_hosts'])}" if the_plan.get("active_hosts") else "") + ")",
+        f"requested       {the_plan['request']} -> {the_plan['version']}",
+        f"image           {the_plan['image']}"
+        + (" (sha256 ok)" if not the_plan.get("checksum_problem") else f" ({the_plan['checksum_problem']})"),
+        f"current         {the_plan.get('current_version') or 'none'}",
+        f"change          {the_plan['change_kind']}" + ("  (hotfix)" if the_plan["change_kind"] == "patch" else ""),
+        "migrations      "
+        + ("pending" if the_plan.get("migrations_pending") else "none pending" if the_plan.get("migrations_pending") is False
+           else "unknown (image not checked)"),
+        f"fixtures        {', '.join(the_plan.get('fixtures_changed') or []) or 'unchanged'}",
+        f"database        {int(the_plan.get('database_bytes') or 0) / 1e6:.1f} MB; "
+        f"{int(the_plan.get('free_bytes') or 0) / 1e9:.1f} GB free on the shared storage",
+    ]
+    if the_plan["change_kind"] == "none":
+        lines.append("\nnothing to do: this version is already live")
+        return "\n".join(lines)
+    lines.append("\nsteps:")
+    lines += [f"  {number}. {step}" for number, step in enumerate(steps_of(the_plan, options), start=1)]
+    problems = plan_problems(the_plan, options)
+    if problems:
+        lines.append("\nrefused by pre-flight:")
+        lines += [f"  ! {problem}" for problem in problems]
+    return "\n".join(lines)
+
+
+def confirm(the_plan: dict[str, Any], ask: Callable[[str], str] = input) -> None:
+    if not sys.stdin.isatty():
+        raise EllaDeployError("release: no terminal to confirm on; pass --yes to release without asking",
+                              ExitCode.REFUSED)
+    answer = ask(f"Release ELLA {the_plan['version']} on {the_plan['environment']}? Type the environment name: ")
+    if answer.strip() != the_plan["environment"]:
+        raise EllaDeployError("release: not confirmed; nothing was changed", ExitCode.REFUSED)
+
+
+def execute(
+    inventory: Path,
+    options: ReleaseOptions,
+    version: str,
+    command: str,
+    progress: ProgressCallback | None = None,
+) -> ReleaseOutcome:
+    extravars = _extravars(options) | {
+        "ella_release_request": version,
+        "ella_release_operator": operator(),
+        "ella_release_command": command,
+        "ella_release_allow_downgrade": options.allow_downgrade,
+        "ella_release_broadcast": options.broadcast,
+        "ella_release_break_lock": options.break_lock,
+        "ella_database_backup_verify_restore": options.verify_backup,
+    }
+    result = run_playbook("release.yml", inventory, extravars=extravars, progress=progress)
+    record = result.published.get("ella_audit_record")
+    the_plan = dict(result.published.get("ella_release_plan") or {})
+    outcome = ReleaseOutcome(plan=the_plan, record=record)
+    if not result.ok:
+        outcome.errors.append(result.error_summary())
+    elif record is None:
+        outcome.nothing_to_do = True
+    return outcome
+
+
+def render_outcome(outcome: ReleaseOutcome) -> str:
+    record = outcome.record
+    if record is None:
+        if outcome.nothing_to_do:
+            return f"nothing to do: ELLA {outcome.plan.get('version')} is already live"
+        return "release refused before anything changed: " + "; ".join(outcome.errors)
+    lines = [
+        f"release {record['from_version'] or 'none'} -> {record['to_version']} on {record['environment']} "
+        f"({record['host']}): {record['outcome'].upper()}",
+    ]
+    if record.get("downtime_seconds") is not None:
+        lines.append(f"downtime {record['downtime_seconds']:.1f}s")
+    for step in record.get("steps", []):
+        lines.append(f"  {step['name']:<14}{step['seconds']:>8.1f}s")
+    if record.get("backup"):
+        backup = record["backup"]
+        lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, sha256 {backup['sha256'][:16]}...)")
+    if outcome.errors:
+        lines.append("error: " + "; ".join(outcome.errors))
+    return "\n".join(lines)
