@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ella_deploy import __version__, paths
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--vault-password-file", metavar="FILE",
+                        help="ansible-vault password file of the inventory's secrets (prod, staging)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -60,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = actions.add_parser("down", help="remove every container, network and file the sandbox made")
     down.add_argument("--purge-image", action="store_true", help="also remove the cached host image")
     actions.add_parser("status", help="the sandbox's containers")
+    reset = actions.add_parser("reset", help="back to the first release: fresh database, no lock, no backups")
+    reset.add_argument("environment", nargs="?", default="sandbox", choices=("sandbox", "sandbox-staging"))
     return parser
 
 
@@ -133,6 +139,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         total = sum(timings.values())
         text = f"sandbox up in {total:.1f}s (" + ", ".join(f"{k} {v}s" for k, v in timings.items()) + ")"
         _emit(args.output, text, {"seconds": round(total, 1), "steps": timings})
+    elif args.action == "reset":
+        sandbox.reset(args.environment)
+        _emit(args.output, f"{args.environment} reset to its first release", {"reset": args.environment})
     elif args.action == "down":
         sandbox.down(purge_image=args.purge_image)
         _emit(args.output, "sandbox removed", {"removed": True})
@@ -152,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
+        if args.vault_password_file:
+            vault_file = Path(args.vault_password_file).expanduser().resolve()
+            if not vault_file.is_file():
+                raise EllaDeployError(f"no vault password file {args.vault_password_file}", ExitCode.USAGE)
+            # A path, passed on to ansible-playbook by its own variable; never the password.
+            os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_file)
         return int(HANDLERS[args.command](args))
     except EllaDeployError as error:
         if debug:

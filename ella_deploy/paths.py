@@ -31,16 +31,19 @@ def sandbox_dir() -> Path:
     return Path(os.environ.get("ELLA_SANDBOX_DIR") or PROJECT_ROOT / ".sandbox").resolve()
 
 
+def known_inventories() -> list[str]:
+    return sorted(p.name for p in INVENTORY_DIR.iterdir() if p.is_dir())
+
+
 def resolve_inventory(name_or_path: str) -> Path:
     """An inventory name (`prod`, `staging`, `sandbox`, ...) or a path to one."""
-    named = INVENTORY_DIR / name_or_path
-    if "/" not in name_or_path and named.is_dir():
-        return named
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return path.resolve()
-    known = ", ".join(sorted(p.name for p in INVENTORY_DIR.iterdir() if p.is_dir()))
+    if name_or_path in known_inventories():
+        return INVENTORY_DIR / name_or_path
+    path = Path(name_or_path).expanduser().resolve() if name_or_path.strip() else None
+    # A path must name one inventory, never the folder of all of them or the project.
+    if path is not None and path.exists() and path not in (INVENTORY_DIR, PROJECT_ROOT, Path("/")):
+        return path
     raise EllaDeployError(
-        f"unknown inventory {name_or_path!r}: give one of {known} or a path",
+        f"unknown inventory {name_or_path!r}: give one of {', '.join(known_inventories())} or a path to one",
         ExitCode.USAGE,
     )

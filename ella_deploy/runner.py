@@ -34,6 +34,8 @@ INHERITED_ENVIRONMENT = (
     "TMPDIR",
     "SSH_AUTH_SOCK",
     "ELLA_SANDBOX_DIR",
+    # A path, not a secret: where ansible-vault's password file is.
+    "ANSIBLE_VAULT_PASSWORD_FILE",
 )
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")

@@ -167,6 +167,40 @@ class Sandbox:
             for image in _podman("images", "--quiet", "--filter", f"reference={IMAGE_REPOSITORY}").stdout.split():
                 _podman("rmi", "--force", image, check=False)
 
+    def reset(self, inventory: str = "sandbox") -> None:
+        """Back to the state after `up`: INITIAL_VERSION running on the primary, a fresh
+        database, no lock, no backups, no audit log, only the staged stand-in images."""
+        env = next((e for e in environments() if e.inventory == inventory), None)
+        if env is None:
+            raise EllaDeployError(f"sandbox reset: no sandbox environment {inventory!r}", ExitCode.USAGE)
+        config = f"{env.root}/ops/supervisor/supervisor.cfg"
+        for host in self.hosts:
+            if host.storage == env.inventory:
+                _podman(
+                    "exec", "--user", "ella", host.container, "sh", "-c",
+                    f"supervisorctl -c {config} stop all >/dev/null 2>&1; pkill -f '[.]sif run'; true",
+                )
+        db_host = next(h for h in self.hosts if h.role == "db")
+        _podman(
+            "exec", "--interactive", "--user", "postgres", db_host.container,
+            "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
+            input_text=f'DROP DATABASE IF EXISTS "{env.db_name}" WITH (FORCE);\n'
+                       f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}";\n',
+        )
+        storage = self.storage_dir(env.inventory)
+        for relative in ("ella-prod/ella.sif", "deploy", "backups", "ops/fixtures"):
+            path = storage / relative
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+        staged = {f"ella-release-{v}.sif{suffix}" for v in STAGED_VERSIONS for suffix in ("", ".sha256")}
+        for image in (storage / "archive" / "releases").iterdir():
+            if image.name not in staged:
+                image.unlink()
+        self._stage_images()
+        self._configure_hosts(only=env.inventory)
+
     def status(self) -> list[dict[str, str]]:
         states = self._container_states()
         return [
@@ -328,10 +362,12 @@ class Sandbox:
                         shutil.chown(target, SERVICE_UID, SERVICE_UID)
                         target.chmod(0o644)
 
-    def _configure_hosts(self) -> None:
+    def _configure_hosts(self, only: str | None = None) -> None:
         from ella_deploy.runner import run_playbook
 
         for env in environments():
+            if only and env.inventory != only:
+                continue
             inventory = paths.INVENTORY_DIR / env.inventory
             for playbook in ("site.yml", paths.TESTBED_DIR / "playbooks" / "seed.yml"):
                 result = run_playbook(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ella_deploy import guard
+from ella_deploy.errors import EllaDeployError, ExitCode
 from ella_deploy.runner import ProgressCallback, run_playbook
 
 
@@ -66,6 +67,9 @@ def collect(inventory: Path, progress: ProgressCallback | None = None) -> Enviro
     result = run_playbook("status.yml", inventory, progress=progress)
     published = result.published.get("ella_status", {})
     reports: dict[str, Any] = published.get("hosts", {})
+    if not reports and not result.unreachable_hosts:
+        # Nothing was learnt about any host: that is no evidence that ELLA is stopped.
+        raise EllaDeployError(f"status: {result.error_summary()}", ExitCode.FAILED)
     failures = {f.host: f.message for f in result.failures}
     names = sorted(set(reports) | set(failures) | set(result.stats))
     primary = published.get("primary", "")

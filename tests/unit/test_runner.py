@@ -1,0 +1,113 @@
+"""Real playbook runs through ella_deploy.runner on this machine (local connection, no mocks).
+
+The caller's secrets must not reach the run: not its environment, not its artifacts on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from ella_deploy.runner import HostFailure, PlaybookResult, run_playbook
+
+SECRETS = {"PGPASSWORD": "s3cret-value-xyz", "VAULT_TOKEN": "hvs.t0ken-value-abc"}
+
+PUBLISHING_PLAYBOOK = """\
+---
+- name: Publish what the run saw
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Show the environment a module runs with
+      ansible.builtin.command: env
+      changed_when: false
+
+    - name: Publish the report
+      ansible.builtin.set_stats:
+        data:
+          probe:
+            answer: 42
+            hosts: ["{{ inventory_hostname }}"]
+            # Empty unless the caller's environment leaked into the run.
+            leaked: "{{ lookup('ansible.builtin.env', 'PGPASSWORD') }}{{ lookup('ansible.builtin.env', 'VAULT_TOKEN') }}"
+            home_seen: "{{ lookup('ansible.builtin.env', 'HOME') | length > 0 }}"
+"""
+
+FAILING_PLAYBOOK = """\
+---
+- name: Fail on purpose
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Refuse to go on
+      ansible.builtin.fail:
+        msg: the deliberate failure of this test
+"""
+
+
+@pytest.fixture
+def local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Runs a playbook text against localhost, state under tmp_path, secrets in the caller's env."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("ELLA_DEPLOY_STATE_DIR", str(state))
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+
+    def run(text: str) -> PlaybookResult:
+        playbook = tmp_path / "playbook.yml"
+        playbook.write_text(text)
+        return run_playbook(playbook.resolve(), inventory)
+
+    return run
+
+
+def files_under(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.rglob("*") if path.is_file())
+
+
+def test_a_run_publishes_its_stats_and_keeps_the_callers_secrets_out(local_run, tmp_path: Path) -> None:
+    environment_before = dict(os.environ)
+
+    result = local_run(PUBLISHING_PLAYBOOK)
+
+    assert result.ok, (result.status, result.rc, result.failures, result.artifact_dir)
+    assert result.failures == []
+    assert result.stats["localhost"]["ok"] == 2
+    probe = result.published["probe"]
+    assert probe["answer"] == 42
+    assert probe["hosts"] == ["localhost"]
+    assert probe["home_seen"] in (True, "True")
+    assert probe["leaked"] == ""
+
+    # The artifacts are per operator and may hold hosts' answers: private to the operator.
+    assert result.artifact_dir.is_relative_to(tmp_path / "state")
+    assert stat.S_IMODE(result.artifact_dir.stat().st_mode) == 0o700
+    written = files_under(result.artifact_dir)
+    names = {path.name for path in written}
+    # What ansible-runner records of the run is among the files searched below.
+    assert {"command", "stdout"} <= names, names
+    assert any(path.parent.name == "job_events" for path in written)
+    for path in files_under(tmp_path / "state"):
+        content = path.read_bytes()
+        for name, value in SECRETS.items():
+            assert value.encode() not in content, f"{name}'s value is in {path}"
+
+    assert dict(os.environ) == environment_before
+    assert os.environ["PGPASSWORD"] == SECRETS["PGPASSWORD"]
+
+
+def test_a_failed_task_is_a_host_failure(local_run) -> None:
+    result = local_run(FAILING_PLAYBOOK)
+
+    assert not result.ok
+    assert result.failures == [
+        HostFailure(host="localhost", task="Refuse to go on", message="the deliberate failure of this test")
+    ]
+    assert result.stats["localhost"]["failures"] == 1
+    assert os.environ["VAULT_TOKEN"] == SECRETS["VAULT_TOKEN"]
