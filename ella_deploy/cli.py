@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="Ansible verbosity of the runs (-vvv), kept in the run's artifacts")
     parser.add_argument("--vault-password-file", metavar="FILE",
                         help="ansible-vault password file of the inventory's secrets (prod, staging)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     release = commands.add_parser("release", help="release a staged version (backup, switch, migrate, health gate, rollback)")
     release.add_argument("version", help="X.Y.Z, or 2.x / 2.3.x for the newest staged match")
+    release.add_argument("--image", metavar="PATH", type=Path,
+                         help="stage this ella-release-X.Y.Z.sif first, then release it")
     release.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
     release.add_argument("--check", action="store_true", help="show the plan; change nothing")
     release.add_argument("--allow-downgrade", action="store_true", help="allow an older version")
@@ -56,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="break a deploy lock whose holder is gone (audited)")
     release.add_argument("--peer-fenced", metavar="HOST", action="append", default=[],
                          help="HOST is unreachable and its VM is off: count it as stopped (audited)")
+
+    stage = commands.add_parser("stage", help="copy an image and its .sha256 into archive/releases, verified")
+    stage.add_argument("image", type=Path, help="path to ella-release-X.Y.Z.sif (its .sha256 beside it)")
+    commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
+    commands.add_parser("history", help="the audit log of the environment")
 
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
@@ -105,6 +114,14 @@ def cmd_release(args: argparse.Namespace) -> int:
     release.validate(options)
     inventory = paths.resolve_inventory(args.inventory)
     progress = _progress(args.output)
+    if args.image:
+        from ella_deploy import stage
+
+        version = stage.validate(args.image)
+        if options.request != version:
+            raise EllaDeployError(f"release: --image is {version}, the command asks for {options.request}",
+                                  ExitCode.USAGE)
+        stage.stage(inventory, args.image, progress)
     the_plan = release.plan(inventory, options, progress)
     problems = release.plan_problems(the_plan, options)
     if args.check or the_plan["change_kind"] == "none":
@@ -130,6 +147,33 @@ def cmd_release(args: argparse.Namespace) -> int:
     return ExitCode.OK if outcome.ok else ExitCode.FAILED
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    from ella_deploy import stage
+
+    stage.validate(args.image)
+    staged = stage.stage(paths.resolve_inventory(args.inventory), args.image, _progress(args.output))
+    text = f"{staged['name']} " + ("staged" if staged["copied"] else "already staged (identical), nothing copied")
+    _emit(args.output, text + f" (sha256 {staged['sha256']})", staged)
+    return ExitCode.OK
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    from ella_deploy import release
+
+    record = release.accept(paths.resolve_inventory(args.inventory), release.sanitized_command(args.argv),
+                            _progress(args.output))
+    _emit(args.output, f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated", record)
+    return ExitCode.OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from ella_deploy import history
+
+    records = history.fetch(paths.resolve_inventory(args.inventory))
+    _emit(args.output, history.render(records), records)
+    return ExitCode.OK
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from ella_deploy.sandbox import Sandbox
 
@@ -152,7 +196,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-HANDLERS = {"status": cmd_status, "release": cmd_release, "sandbox": cmd_sandbox}
+HANDLERS = {
+    "status": cmd_status,
+    "release": cmd_release,
+    "stage": cmd_stage,
+    "accept": cmd_accept,
+    "history": cmd_history,
+    "sandbox": cmd_sandbox,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
+        if args.verbose:
+            from ella_deploy import runner
+
+            runner.VERBOSITY = args.verbose
         if args.vault_password_file:
             vault_file = Path(args.vault_password_file).expanduser().resolve()
             if not vault_file.is_file():

@@ -201,3 +201,12 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
     if outcome.errors:
         lines.append("error: " + "; ".join(outcome.errors))
     return "\n".join(lines)
+
+
+def accept(inventory: Path, command: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """The acceptance test passed: take down the release's broadcast, audited."""
+    extravars = {"ella_release_operator": operator(), "ella_release_command": command}
+    result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
+    if not result.ok:
+        raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
+    return dict(result.published["ella_audit_record"])

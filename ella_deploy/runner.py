@@ -92,6 +92,10 @@ class PlaybookResult:
 
 ProgressCallback = Callable[[str], None]
 
+# Ansible's verbosity for every run of this process (the CLI's -v count). Verbose output
+# goes to the run's artifacts, never to the terminal.
+VERBOSITY = 0
+
 
 @contextlib.contextmanager
 def _isolated_environment(extra: Mapping[str, str]) -> Iterator[None]:
@@ -191,7 +195,7 @@ def run_playbook(
             extravars=dict(extravars or {}),
             limit=limit,
             cmdline=" ".join(cmdline) or None,
-            verbosity=verbosity or None,
+            verbosity=(verbosity or VERBOSITY) or None,
             quiet=True,
             suppress_env_files=True,
             rotate_artifacts=0,

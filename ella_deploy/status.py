@@ -22,6 +22,8 @@ class HostStatus:
     symlink_version: str | None
     running_versions: tuple[str, ...]
     stray_processes: int
+    # Sessions in ELLA's database from this host; None when they could not be read.
+    db_sessions: int | None
     active: bool
     error: str | None = None
 
@@ -40,11 +42,13 @@ class EnvironmentStatus:
         return asdict(self)
 
 
-def host_status(name: str, primary: str, report: dict[str, Any] | None, error: str | None) -> HostStatus:
-    view = guard.host_view(name, report)
+def host_status(
+    name: str, primary: str, report: dict[str, Any] | None, error: str | None, db_sessions: int | None
+) -> HostStatus:
+    view = guard.host_view(name, report, db_sessions or 0)
     role = "primary" if name == primary else "standby"
     if report is None:
-        return HostStatus(name, False, role, "?", "?", None, None, (), 0, False, error)
+        return HostStatus(name, False, role, "?", "?", None, None, (), 0, db_sessions, view.active, error)
     supervisord = report["supervisord"]
     program = report["program"]
     processes = report["processes"]
@@ -58,6 +62,7 @@ def host_status(name: str, primary: str, report: dict[str, Any] | None, error: s
         symlink_version=report["symlink"].get("version"),
         running_versions=tuple(p["version"] or p["image"] for p in processes),
         stray_processes=view.stray_instances,
+        db_sessions=db_sessions,
         active=view.active,
         error=supervisord.get("error") if not supervisord["running"] else None,
     )
@@ -73,8 +78,13 @@ def collect(inventory: Path, progress: ProgressCallback | None = None) -> Enviro
     failures = {f.host: f.message for f in result.failures}
     names = sorted(set(reports) | set(failures) | set(result.stats))
     primary = published.get("primary", "")
-    hosts = tuple(host_status(n, primary, reports.get(n), failures.get(n)) for n in names)
-    verdict = guard.judge([guard.host_view(n, reports.get(n)) for n in names])
+    rows = published.get("session_rows")
+    sessions = None if rows is None else guard.sessions_of(rows, guard.resolve_addresses(published.get("session_addresses")))
+    counts = sessions.by_host if sessions else {}
+    hosts = tuple(host_status(n, primary, reports.get(n), failures.get(n), counts.get(n, 0) if sessions else None)
+                  for n in names)
+    verdict = guard.judge([guard.host_view(n, reports.get(n), counts.get(n, 0)) for n in names],
+                          sessions=sessions)
     return EnvironmentStatus(
         environment=published.get("environment", inventory.name),
         primary=primary,
@@ -97,7 +107,7 @@ def render(status: EnvironmentStatus) -> str:
     headline = f"{status.environment}: {status.verdict}"
     if status.active_hosts:
         headline += f" on {', '.join(status.active_hosts)}"
-    header = ("HOST", "REACHABLE", "SUPERVISORD", "ELLA", "UPTIME", "SYMLINK", "RUNNING", "ROLE")
+    header = ("HOST", "REACHABLE", "SUPERVISORD", "ELLA", "UPTIME", "SYMLINK", "RUNNING", "DB", "ROLE")
     rows = [header]
     for host in status.hosts:
         rows.append((
@@ -108,6 +118,7 @@ def render(status: EnvironmentStatus) -> str:
             _duration(host.uptime_seconds),
             host.symlink_version or "-",
             ",".join(host.running_versions) or "-",
+            "?" if host.db_sessions is None else str(host.db_sessions),
             host.role + (", active" if host.active else ""),
         ))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]

@@ -6,10 +6,13 @@ ella-deploy says about it.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 
 from ella_deploy import paths, sandbox
+
+PROD_ROOT = "/ess/p22/data/durable/production/ella"
 
 
 @dataclass
@@ -75,3 +78,8 @@ class SandboxAccess:
         if done.returncode != 0:
             raise AssertionError(f"psql failed: {done.stderr}")
         return done.stdout.strip()
+
+    def audit_records(self) -> list[dict]:
+        """The prod environment's audit log, read on the host."""
+        text = self.exec("p22-ella-01", f"cat {PROD_ROOT}/deploy/audit.jsonl", check=False).stdout
+        return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -45,15 +45,21 @@ def ella_change_kind(target, current):
     return _load("versions").change_kind(current or None, target)
 
 
-def ella_guard_verdict(reports, names, fenced=()):
-    """The single-active verdict over `ella_host_facts` reports (None: unreachable)."""
+def ella_guard_verdict(reports, names, fenced=(), session_rows=None, addresses=None):
+    """The single-active verdict over `ella_host_facts` reports (None: unreachable) and
+    pg_stat_activity rows (None: could not be read)."""
     guard = _load("guard")
-    views = [guard.host_view(name, (reports or {}).get(name)) for name in names]
-    verdict = guard.judge(views, tuple(fenced or ()))
+    sessions = None if session_rows is None else guard.sessions_of(list(session_rows), guard.resolve_addresses(addresses))
+    views = [
+        guard.host_view(name, (reports or {}).get(name), sessions.by_host.get(name, 0) if sessions else 0)
+        for name in names
+    ]
+    verdict = guard.judge(views, tuple(fenced or ()), sessions)
     return {
         "state": verdict.state,
         "active_hosts": list(verdict.active_hosts),
         "reasons": list(verdict.reasons),
+        "db_sessions": dict(sessions.by_host) if sessions else None,
     }
 
 

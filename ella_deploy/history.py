@@ -1,0 +1,47 @@
+"""`ella-deploy history`: the environment's audit log as a table."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from pathlib import Path
+from typing import Any
+
+from ella_deploy import audit
+from ella_deploy.errors import EllaDeployError, ExitCode
+from ella_deploy.runner import run_playbook
+
+
+def fetch(inventory: Path) -> list[dict[str, Any]]:
+    result = run_playbook("history.yml", inventory)
+    if not result.ok:
+        raise EllaDeployError(f"history: {result.error_summary()}", ExitCode.FAILED)
+    content = base64.b64decode(result.published.get("ella_audit_log", "")).decode()
+    return audit.read_records(content)
+
+
+def _when(record: dict[str, Any]) -> str:
+    started = record.get("started")
+    if started not in (None, ""):
+        return datetime.datetime.fromtimestamp(float(started), datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    return str(record.get("recorded", "?"))[:16].replace("T", " ")
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "no audit records"
+    header = ("WHEN (UTC)", "KIND", "OPERATOR", "HOST", "CHANGE", "OUTCOME", "DOWNTIME")
+    rows = [header]
+    for record in records:
+        if record.get("kind") == "release":
+            change = f"{record.get('from_version') or 'none'} -> {record.get('to_version')} ({record.get('change_kind')})"
+        else:
+            change = str(record.get("version", ""))
+        downtime = record.get("downtime_seconds")
+        rows.append((
+            _when(record), str(record.get("kind", "?")), str(record.get("operator", "?")),
+            str(record.get("host", "?")), change, str(record.get("outcome", "?")),
+            f"{float(downtime):.1f}s" if downtime not in (None, "") else "-",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows)

@@ -1,0 +1,85 @@
+"""stage, accept and history on the sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.sandbox_access import PROD_ROOT
+
+pytestmark = pytest.mark.sandbox
+
+RELEASES = f"{PROD_ROOT}/archive/releases"
+
+
+def build(tmp_path, version: str) -> str:
+    subprocess.run([sys.executable, str(ROOT / "testbed" / "build_standin.py"), "--out", str(tmp_path), version],
+                   check=True, capture_output=True)
+    return str(tmp_path / f"ella-release-{version}.sif")
+
+
+def test_stage_copies_verified_once_and_never_overwrites(prod, tmp_path):
+    image = build(tmp_path, "2.3.0")
+    first = run_cli("--inventory", "sandbox", "--output", "json", "stage", image)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["copied"] is True
+    stat = prod.exec("p22-ella-fo-01", f"stat -c '%U %a' {RELEASES}/ella-release-2.3.0.sif").stdout.split()
+    assert stat == ["ella", "644"]
+    local = subprocess.run(["sha256sum", image], capture_output=True, text=True).stdout.split()[0]
+    assert prod.exec("p22-ella-01", f"sha256sum {RELEASES}/ella-release-2.3.0.sif").stdout.split()[0] == local
+    assert prod.exec("p22-ella-01", f"cat {RELEASES}/ella-release-2.3.0.sif.sha256").stdout.split()[0] == local
+
+    mtime = prod.exec("p22-ella-01", f"stat -c %Y {RELEASES}/ella-release-2.3.0.sif").stdout
+    again = run_cli("--inventory", "sandbox", "--output", "json", "stage", image)
+    assert again.returncode == 0 and json.loads(again.stdout)["copied"] is False
+    assert prod.exec("p22-ella-01", f"stat -c %Y {RELEASES}/ella-release-2.3.0.sif").stdout == mtime
+
+    # Same name, other content (a rebuilt image): refused, the staged release untouched.
+    other = tmp_path / "other"
+    other.mkdir()
+    rebuilt = subprocess.run([sys.executable, str(ROOT / "testbed" / "build_standin.py"), "--out", str(other),
+                              "--fault", "never-healthy", "2.3.0"], check=True, capture_output=True)
+    assert rebuilt.returncode == 0
+    refused = run_cli("--inventory", "sandbox", "stage", str(other / "ella-release-2.3.0.sif"))
+    assert refused.returncode != 0
+    assert "never overwritten" in refused.stderr
+    assert prod.exec("p22-ella-01", f"sha256sum {RELEASES}/ella-release-2.3.0.sif").stdout.split()[0] == local
+
+
+def test_stage_refuses_a_corrupt_image_before_touching_a_host(prod, tmp_path):
+    image = build(tmp_path, "2.3.1")
+    with open(image, "ab") as handle:
+        handle.write(b"corrupted in transfer")
+    result = run_cli("--inventory", "sandbox", "stage", image)
+    assert result.returncode == 75
+    assert "does not match its .sha256" in result.stderr
+    assert prod.exec("p22-ella-01", f"test -e {RELEASES}/ella-release-2.3.1.sif", check=False).rc != 0
+
+
+def test_release_with_image_stages_then_releases(prod, tmp_path):
+    image = build(tmp_path, "2.0.3")
+    result = run_cli("--inventory", "sandbox", "--output", "json", "release", "2.0.3", "--image", image, "--yes")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "success"
+    assert prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip().endswith("2.0.3.sif")
+
+
+def test_accept_takes_down_the_broadcast_and_history_shows_both(prod):
+    released = run_cli("--inventory", "sandbox", "release", "2.1.0", "--yes")
+    assert released.returncode == 0, released.stderr
+    assert prod.psql("SELECT count(*) FROM broadcast WHERE active;") == "1"
+    accepted = run_cli("--inventory", "sandbox", "accept")
+    assert accepted.returncode == 0, accepted.stderr
+    assert prod.psql("SELECT count(*) FROM broadcast WHERE active;") == "0"
+    kinds = [(r["kind"], r["outcome"]) for r in prod.audit_records()]
+    assert kinds == [("release", "success"), ("accept", "success")]
+
+    history = run_cli("--inventory", "sandbox", "history")
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert "2.0.0 -> 2.1.0 (minor)" in lines[1] and "success" in lines[1]
+    assert lines[2].split()[2] == "accept"

@@ -1,0 +1,54 @@
+"""Version resolution and change kinds, shared by the CLI and the playbooks."""
+
+from __future__ import annotations
+
+import pytest
+
+from ella_deploy import versions
+
+STAGED = [
+    "/x/archive/releases/ella-release-2.0.0.sif",
+    "/x/archive/releases/ella-release-2.10.1.sif",
+    "/x/archive/releases/ella-release-2.9.3.sif",
+    "/x/archive/releases/ella-release-3.0.0.sif",
+    "/x/archive/releases/ella-release-2.9.3.sif.sha256",
+    "/x/archive/releases/notes.txt",
+]
+
+
+def test_versions_in_sorts_numerically_and_ignores_other_files():
+    assert versions.versions_in(STAGED) == ["2.0.0", "2.9.3", "2.10.1", "3.0.0"]
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [("2.x", "2.10.1"), ("2.9.x", "2.9.3"), ("3.x", "3.0.0"), ("2.0.0", "2.0.0")],
+)
+def test_resolve_picks_the_newest_match(request_, expected):
+    assert versions.resolve(request_, versions.versions_in(STAGED)) == expected
+
+
+@pytest.mark.parametrize("request_", ["4.x", "2.8.x", "2.9.4"])
+def test_resolve_refuses_what_is_not_staged(request_):
+    with pytest.raises(versions.VersionError):
+        versions.resolve(request_, versions.versions_in(STAGED))
+
+
+@pytest.mark.parametrize("text", ["2", "2.1", "v2.1.0", "2.x.x", "latest", "", "2.1.0-rc1"])
+def test_malformed_requests_are_not_requests(text):
+    assert not versions.is_request(text)
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "kind"),
+    [
+        (None, "2.0.0", "initial"),
+        ("2.0.0", "2.0.0", "none"),
+        ("2.0.0", "2.0.1", "patch"),
+        ("2.0.5", "2.1.0", "minor"),
+        ("2.9.0", "3.0.0", "major"),
+        ("2.10.0", "2.9.9", "downgrade"),
+    ],
+)
+def test_change_kind(current, target, kind):
+    assert versions.change_kind(current, target) == kind
