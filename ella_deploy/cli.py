@@ -66,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
     commands.add_parser("history", help="the audit log of the environment")
 
+    fenced_help = "HOST is unreachable and its VM is off: count it as stopped (audited)"
+    start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
+    start.add_argument("--host", help="default: the inventory's primary")
+    start.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    stop = commands.add_parser("stop", help="stop ELLA, supervised or not (default: on every host)")
+    stop_where = stop.add_mutually_exclusive_group()
+    stop_where.add_argument("--host", help="only this host")
+    stop_where.add_argument("--all", action="store_true", help="every host of the environment (the default)")
+    restart = commands.add_parser("restart", help="stop, then start on the same host")
+    restart.add_argument("--host", help="default: the inventory's primary")
+    restart.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    failover = commands.add_parser("failover", help="move ELLA from the host that runs it to another")
+    failover.add_argument("--to", metavar="HOST", help="default: the other host")
+    failover.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    failback = commands.add_parser("failback", help="move ELLA back to the primary")
+    failback.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -144,7 +161,10 @@ def cmd_release(args: argparse.Namespace) -> int:
         "errors": outcome.errors,
     }
     _emit(args.output, release.render_outcome(outcome), summary)
-    return ExitCode.OK if outcome.ok else ExitCode.FAILED
+    if not outcome.ok:
+        raise EllaDeployError("release: " + "; ".join(outcome.errors),
+                              ExitCode.REFUSED if outcome.refused else ExitCode.FAILED)
+    return ExitCode.OK
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -171,6 +191,31 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     records = history.fetch(paths.resolve_inventory(args.inventory))
     _emit(args.output, history.render(records), records)
+    return ExitCode.OK
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from ella_deploy import control
+    from ella_deploy.release import sanitized_command
+
+    inventory = paths.resolve_inventory(args.inventory)
+    command = sanitized_command(args.argv)
+    progress = _progress(args.output)
+    fenced = tuple(getattr(args, "peer_fenced", ()))
+    if args.command == "start":
+        result = control.start(inventory, args.host, command, fenced, progress)
+    elif args.command == "stop":
+        result = control.stop(inventory, args.host, command, progress)
+    elif args.command == "restart":
+        result = control.restart(inventory, args.host, command, fenced, progress)
+    else:
+        result = control.failover(inventory, getattr(args, "to", None), args.command == "failback", command,
+                                  fenced, progress)
+    _emit(args.output, control.render(result),
+          {"action": result.action, "record": result.record, "errors": list(result.errors)})
+    if not result.ok:
+        raise EllaDeployError(f"{result.action}: " + "; ".join(result.errors),
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
     return ExitCode.OK
 
 
@@ -202,6 +247,11 @@ HANDLERS = {
     "stage": cmd_stage,
     "accept": cmd_accept,
     "history": cmd_history,
+    "start": cmd_control,
+    "stop": cmd_control,
+    "restart": cmd_control,
+    "failover": cmd_control,
+    "failback": cmd_control,
     "sandbox": cmd_sandbox,
 }
 

@@ -39,6 +39,7 @@ class ReleaseOutcome:
     record: dict[str, Any] | None = None
     nothing_to_do: bool = False
     errors: list[str] = field(default_factory=list)
+    refused: bool = False
 
     @property
     def ok(self) -> bool:
@@ -173,7 +174,7 @@ def execute(
     result = run_playbook("release.yml", inventory, extravars=extravars, progress=progress)
     record = result.published.get("ella_audit_record")
     the_plan = dict(result.published.get("ella_release_plan") or {})
-    outcome = ReleaseOutcome(plan=the_plan, record=record)
+    outcome = ReleaseOutcome(plan=the_plan, record=record, refused=result.refused)
     if not result.ok:
         outcome.errors.append(result.error_summary())
     elif record is None:
@@ -186,7 +187,7 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
     if record is None:
         if outcome.nothing_to_do:
             return f"nothing to do: ELLA {outcome.plan.get('version')} is already live"
-        return "release refused before anything changed: " + "; ".join(outcome.errors)
+        return "release refused before anything changed"
     lines = [
         f"release {record['from_version'] or 'none'} -> {record['to_version']} on {record['environment']} "
         f"({record['host']}): {record['outcome'].upper()}",
@@ -198,8 +199,6 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
     if record.get("backup"):
         backup = record["backup"]
         lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, sha256 {backup['sha256'][:16]}...)")
-    if outcome.errors:
-        lines.append("error: " + "; ".join(outcome.errors))
     return "\n".join(lines)
 
 

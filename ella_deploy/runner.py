@@ -40,6 +40,9 @@ INHERITED_ENVIRONMENT = (
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
+# Task names whose failure is a refusal for safety: the playbooks name their checks so.
+REFUSING_TASKS = ("Refuse", "Take the deploy lock")
+
 # Runner artifacts kept per operator; older runs are rotated away beyond this count.
 KEPT_RUNS = 200
 
@@ -84,6 +87,11 @@ class PlaybookResult:
         errors = [line for line in text.splitlines() if line.startswith("[ERROR]:")]
         reason = errors[0].removeprefix("[ERROR]:").strip() if errors else self.status
         return f"{reason} (artifacts: {self.artifact_dir})"
+
+    @property
+    def refused(self) -> bool:
+        """The run ended on a safety refusal (a `Refuse ...` check, the deploy lock), not a failed step."""
+        return bool(self.failures) and self.failures[-1].task.startswith(REFUSING_TASKS)
 
     @property
     def unreachable_hosts(self) -> list[str]:

@@ -250,7 +250,7 @@ def test_concurrent_releases_one_proceeds(prod):
     assert codes[0] == 0
     # The other was refused by the lock, or came after and found nothing to do.
     loser = outputs[[first.returncode, second.returncode].index(codes[1])] if codes[1] else None
-    assert codes[1] == 0 or "deploy lock held by" in loser[1], outputs
+    assert codes[1] == 0 or (codes[1] == 75 and "deploy lock held by" in loser[1]), outputs
     assert revision(prod) == REVISION["2.1.0"]
     assert len(running_images(prod, "p22-ella-01")) == 1
 

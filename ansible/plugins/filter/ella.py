@@ -63,6 +63,17 @@ def ella_guard_verdict(reports, names, fenced=(), session_rows=None, addresses=N
     }
 
 
+def ella_guard_reports(results):
+    """host -> its ella_host_facts report, None for a host that could not be reached,
+    from the results of the guard's probe loop."""
+    return {r["item"]: (None if r.get("unreachable") or r.get("failed") else r.get("ella_host")) for r in results}
+
+
+def ella_resolve_addresses(given):
+    """Addresses of a host from its names/addresses, resolved on the controller."""
+    return _load("guard").resolve_addresses({"host": given})["host"]
+
+
 def ella_audit_steps(marks, finished):
     return _load("audit").steps_from_marks(list(marks or []), float(finished))
 
@@ -79,5 +90,7 @@ class FilterModule:
             "ella_change_kind": ella_change_kind,
             "ella_guard_verdict": ella_guard_verdict,
             "ella_audit_steps": ella_audit_steps,
+            "ella_resolve_addresses": ella_resolve_addresses,
+            "ella_guard_reports": ella_guard_reports,
             "ella_downtime": ella_downtime,
         }

@@ -60,16 +60,26 @@ def describe(holder):
     )
 
 
+def public(holder):
+    """The holder as others may see it: never the token that releases the lock."""
+    return {key: value for key, value in holder.items() if key != "token"}
+
+
 def take(module, path, holder):
+    held = os.path.isdir(path)
+    breaking = bool(module.params["break_reason"]) and held
+    if module.check_mode:
+        if held and not breaking:
+            module.fail_json(msg="deploy lock held by " + describe(read_holder(path)), holder=public(read_holder(path)))
+        module.exit_json(changed=True, token=None, broken=public(read_holder(path)) if breaking else None)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     broken = None
-    if module.params["break_reason"] and os.path.isdir(path):
-        broken = read_holder(path)
-        os.rename(path, "%s.broken-%s" % (path, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%S")))
-    if module.check_mode:
-        if os.path.isdir(path):
-            module.fail_json(msg="deploy lock held by " + describe(read_holder(path)), holder=read_holder(path))
-        module.exit_json(changed=True, token=None, broken=broken)
+    if breaking:
+        broken = public(read_holder(path))
+        broken["break_reason"] = module.params["break_reason"]
+        # Kept beside the lock for the record; the suffix is unique even within one second.
+        os.rename(path, "%s.broken-%s-%s" % (
+            path, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(4)))
     try:
         os.mkdir(path, 0o750)
     except FileExistsError:
@@ -77,7 +87,7 @@ def take(module, path, holder):
         module.fail_json(
             msg="deploy lock held by %s; if that run is gone, break the lock explicitly (--break-lock REASON)"
             % describe(holder_now),
-            holder=holder_now,
+            holder=public(holder_now),
         )
     record = dict(holder)
     record["token"] = secrets.token_hex(16)
@@ -89,7 +99,7 @@ def take(module, path, holder):
         handle.flush()
         os.fsync(handle.fileno())
     os.rename(temporary, os.path.join(path, "holder.json"))
-    module.exit_json(changed=True, token=record["token"], holder=record, broken=broken)
+    module.exit_json(changed=True, token=record["token"], holder=public(record), broken=broken)
 
 
 def release(module, path, token):
@@ -97,7 +107,7 @@ def release(module, path, token):
         module.exit_json(changed=False, msg="lock not held")
     holder = read_holder(path)
     if holder.get("token") != token:
-        module.fail_json(msg="deploy lock is held by someone else: " + describe(holder), holder=holder)
+        module.fail_json(msg="deploy lock is held by someone else: " + describe(holder), holder=public(holder))
     if not module.check_mode:
         shutil.rmtree(path)
     module.exit_json(changed=True)
@@ -118,10 +128,7 @@ def main():
     path = module.params["path"]
     if module.params["state"] == "query":
         held = os.path.isdir(path)
-        holder = read_holder(path) if held else None
-        if holder:
-            holder.pop("token", None)
-        module.exit_json(changed=False, held=held, holder=holder)
+        module.exit_json(changed=False, held=held, holder=public(read_holder(path)) if held else None)
     if module.params["state"] == "absent":
         release(module, path, module.params["token"])
     take(module, path, module.params["holder"])
