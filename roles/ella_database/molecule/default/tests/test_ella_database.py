@@ -49,7 +49,7 @@ def test_backup_exists_and_restores(host):
     listing = host.run("pg_restore --list %s", dump.path)
     assert listing.rc == 0, listing.stderr
     assert "TABLE public alembic_version" in listing.stdout
-    # The restore the role's verify_restore would make (left out of converge, see there).
+    # A restore of our own as well, independent of the role's verify_restore.
     host.check_output("runuser -u postgres -- createdb molecule_restore")
     try:
         # From stdin: the backup dir is the service user's, not readable to postgres.
@@ -63,5 +63,5 @@ def test_backup_exists_and_restores(host):
 
 
 def test_no_scratch_database_is_left_behind(host):
-    # Meaningful again once converge verifies the backup by a restore (see converge.yml).
+    # converge verified its backup by a restore into a scratch database; the role dropped it.
     assert psql(host, "postgres", "SELECT datname FROM pg_database WHERE datname LIKE '%\\_verify\\_%'") == ""
