@@ -66,7 +66,7 @@ def validate(options: ReleaseOptions) -> None:
 def _extravars(options: ReleaseOptions) -> dict[str, Any]:
     return {
         "ella_release_request": options.request,
-        "ella_release_fenced_hosts": list(options.fenced_hosts),
+        "ella_deploy_fenced_hosts": list(options.fenced_hosts),
     }
 
 
@@ -164,8 +164,8 @@ def execute(
 ) -> ReleaseOutcome:
     extravars = _extravars(options) | {
         "ella_release_request": version,
-        "ella_release_operator": operator(),
-        "ella_release_command": command,
+        "ella_deploy_operator": operator(),
+        "ella_deploy_command": command,
         "ella_release_allow_downgrade": options.allow_downgrade,
         "ella_release_broadcast": options.broadcast,
         "ella_release_break_lock": options.break_lock,
@@ -204,7 +204,7 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
 
 def accept(inventory: Path, command: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """The acceptance test passed: take down the release's broadcast, audited."""
-    extravars = {"ella_release_operator": operator(), "ella_release_command": command}
+    extravars = {"ella_deploy_operator": operator(), "ella_deploy_command": command}
     result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
     if not result.ok:
         raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
