@@ -83,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     failback = commands.add_parser("failback", help="move ELLA back to the primary")
     failback.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
 
+    cli = commands.add_parser("cli", help="run ella-cli in the live image on the active host: cli -- ARGS")
+    cli.add_argument("cli_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="ella-cli arguments")
+    broadcast = commands.add_parser("broadcast", help="ELLA's banner messages: new TEXT | list | deactivate ID")
+    broadcast_actions = broadcast.add_subparsers(dest="broadcast_action", metavar="ACTION", parser_class=_Parser)
+    broadcast_actions.required = True
+    broadcast_actions.add_parser("new", help="post a broadcast").add_argument("text")
+    broadcast_actions.add_parser("list", help="every broadcast")
+    broadcast_actions.add_parser("deactivate", help="take a broadcast down").add_argument("id", type=int)
+    backup = commands.add_parser("backup", help="back up the database now (pg_dump, verified, audited)")
+    backup.add_argument("--verify-restore", action="store_true",
+                        help="also restore it into a scratch database (dropped afterwards)")
+
+    logs = commands.add_parser("logs", help="the last lines of ELLA's logs (default: api.log on the active host)")
+    logs.add_argument("--host", help="default: the host that runs ELLA, else the primary")
+    logs.add_argument("--program", choices=("api", "ella", "supervisor"), default="api")
+    logs.add_argument("--since", metavar="DURATION", help="only the last 10m, 2h, 1d, ...")
+    logs.add_argument("--lines", type=int, default=200, help="lines read from the end (default %(default)s)")
+
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
@@ -219,6 +237,60 @@ def cmd_control(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_cli(args: argparse.Namespace) -> int:
+    from ella_deploy import operations
+    from ella_deploy.release import sanitized_command
+
+    if args.command == "broadcast":
+        ella_args = ["broadcast", args.broadcast_action]
+        ella_args += [args.text] if args.broadcast_action == "new" else []
+        ella_args += [str(args.id)] if args.broadcast_action == "deactivate" else []
+    else:
+        ella_args = args.cli_args[1:] if args.cli_args[:1] == ["--"] else args.cli_args
+    result = operations.ella_cli(paths.resolve_inventory(args.inventory), ella_args,
+                                 sanitized_command(args.argv), _progress(args.output))
+    if args.output == "json":
+        _emit(args.output, "", result)
+    else:
+        sys.stdout.write(result["stdout"] + ("\n" if result["stdout"] and not result["stdout"].endswith("\n") else ""))
+        sys.stderr.write(result["stderr"] + ("\n" if result["stderr"] and not result["stderr"].endswith("\n") else ""))
+    return ExitCode.OK if int(result["rc"]) == 0 else ExitCode.FAILED
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from ella_deploy import operations
+    from ella_deploy.release import sanitized_command
+
+    record = operations.backup(paths.resolve_inventory(args.inventory), args.verify_restore,
+                               sanitized_command(args.argv), _progress(args.output))
+    backup = record.get("backup") or {}
+    text = (f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, "
+            f"sha256 {backup.get('sha256')})" + (", restore verified" if backup.get("verified_restore") else ""))
+    _emit(args.output, text, record)
+    return ExitCode.OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    import datetime
+
+    from ella_deploy import operations
+
+    since = operations.parse_since(args.since) if args.since else None
+    inventory = paths.resolve_inventory(args.inventory)
+    host = args.host
+    if host is None:
+        from ella_deploy import status
+
+        found = status.collect(inventory)
+        host = found.active_hosts[0] if len(found.active_hosts) == 1 else found.primary
+    result = operations.logs(inventory, host, args.program, args.lines)
+    lines = result["lines"]
+    if since is not None:
+        lines = operations.lines_since(lines, since, datetime.datetime.now(datetime.UTC))
+    _emit(args.output, "\n".join(lines), {"host": result["host"], "program": args.program, "lines": lines})
+    return ExitCode.OK
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from ella_deploy.sandbox import Sandbox
 
@@ -247,6 +319,10 @@ HANDLERS = {
     "stage": cmd_stage,
     "accept": cmd_accept,
     "history": cmd_history,
+    "cli": cmd_cli,
+    "broadcast": cmd_cli,
+    "backup": cmd_backup,
+    "logs": cmd_logs,
     "start": cmd_control,
     "stop": cmd_control,
     "restart": cmd_control,

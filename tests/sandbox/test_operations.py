@@ -83,3 +83,46 @@ def test_accept_takes_down_the_broadcast_and_history_shows_both(prod):
     lines = history.stdout.splitlines()
     assert "2.0.0 -> 2.1.0 (minor)" in lines[1] and "success" in lines[1]
     assert lines[2].split()[2] == "accept"
+
+
+def test_cli_runs_in_the_live_image_on_the_active_host(prod):
+    listed = run_cli("--inventory", "sandbox", "cli", "--", "database", "current")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == prod.psql("SELECT version_num FROM alembic_version;")
+    refused = run_cli("--inventory", "sandbox", "cli", "--", "database", "upgrade", "head")
+    assert refused.returncode == 64
+
+
+def test_broadcast_new_list_deactivate(prod):
+    posted = run_cli("--inventory", "sandbox", "broadcast", "new", "Nedetid fredag 16–18: ny versjon av ELLA")
+    assert posted.returncode == 0, posted.stderr
+    broadcast_id = posted.stdout.strip()
+    assert prod.psql(f"SELECT message FROM broadcast WHERE id = {int(broadcast_id)} AND active;") == (
+        "Nedetid fredag 16–18: ny versjon av ELLA")
+    listed = run_cli("--inventory", "sandbox", "broadcast", "list")
+    assert "Nedetid fredag" in listed.stdout
+    assert run_cli("--inventory", "sandbox", "broadcast", "deactivate", broadcast_id).returncode == 0
+    assert prod.psql(f"SELECT active FROM broadcast WHERE id = {int(broadcast_id)};") == "f"
+    kinds = [(r["kind"], r["args"][:2]) for r in prod.audit_records()]
+    assert kinds == [("cli", ["broadcast", "new"]), ("cli", ["broadcast", "deactivate"])]  # list is not audited
+
+
+def test_backup_on_its_own_with_a_verified_restore(prod):
+    result = run_cli("--inventory", "sandbox", "--output", "json", "backup", "--verify-restore")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    path = record["backup"]["path"]
+    assert path.endswith("-2.0.0-to-manual.dump")
+    assert prod.exec("p22-ella-01", f"sha256sum {path}").stdout.split()[0] == record["backup"]["sha256"]
+    assert prod.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_verify\\_%';", "postgres") == "0"
+    assert prod.audit_records()[-1]["kind"] == "backup"
+    # ELLA kept running.
+    assert "ella-release-2.0.0.sif run" in prod.exec("p22-ella-01", "ps -eo args").stdout
+
+
+def test_logs_show_the_api_log_of_the_active_host(prod):
+    result = run_cli("--inventory", "sandbox", "--output", "json", "logs", "--since", "10m")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["host"] == "p22-ella-01"
+    assert any('"POST /api/v1/analyses/ HTTP/1.1" 201' in line for line in report["lines"])

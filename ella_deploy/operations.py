@@ -1,0 +1,86 @@
+"""Daily operations: ella-cli in the live image, broadcasts, a backup on its own."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+from typing import Any
+
+from ella_deploy.errors import EllaDeployError, ExitCode
+from ella_deploy.release import operator
+from ella_deploy.runner import ProgressCallback, run_playbook
+
+# ella-cli commands that only read: no audit record for them.
+READ_ONLY = (("broadcast", "list"), ("database", "current"), ("database", "compare"), ("database", "head"))
+
+
+def ella_cli(inventory: Path, args: list[str], command: str,
+             progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr."""
+    if not args:
+        raise EllaDeployError("cli: give the ella-cli arguments after --, e.g. cli -- broadcast list", ExitCode.USAGE)
+    if args[:2] == ["database", "upgrade"]:
+        raise EllaDeployError("cli: migrations run in a release, after a verified backup (ella-deploy release)",
+                              ExitCode.USAGE)
+    changes = tuple(args[:2]) not in READ_ONLY
+    extravars = {"ella_cli_args": args, "ella_cli_changes": changes,
+                 "ella_deploy_operator": operator(), "ella_deploy_command": command}
+    result = run_playbook("cli.yml", inventory, extravars=extravars, progress=progress)
+    published = result.published.get("ella_cli_result")
+    if not result.ok or published is None:
+        raise EllaDeployError(f"cli: {result.error_summary()}",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
+    return dict(published)
+
+
+def backup(inventory: Path, verify_restore: bool, command: str,
+           progress: ProgressCallback | None = None) -> dict[str, Any]:
+    extravars = {"ella_database_backup_verify_restore": verify_restore,
+                 "ella_deploy_operator": operator(), "ella_deploy_command": command}
+    result = run_playbook("backup.yml", inventory, extravars=extravars, progress=progress)
+    record = result.published.get("ella_audit_record")
+    if not result.ok:
+        raise EllaDeployError(f"backup: {result.error_summary()}",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
+    return dict(record or {})
+
+
+LOG_PROGRAMS = ("api", "ella", "supervisor")
+# api.log lines start with an ISO time (2026-11-25T20:00:00.123Z), supervisord's with
+# "2026-11-25 20:00:00,123"; both UTC on the hosts.
+LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})")
+DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def parse_since(text: str) -> datetime.timedelta:
+    match = DURATION.match(text or "")
+    if not match:
+        raise EllaDeployError(f"logs: --since {text!r}: use a number and s, m, h or d, e.g. 10m", ExitCode.USAGE)
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+    return datetime.timedelta(**{unit: int(match.group(1))})
+
+
+def lines_since(lines: list[str], since: datetime.timedelta, now: datetime.datetime) -> list[str]:
+    """The lines of the last `since`; a line without a time stays with the line before it."""
+    cutoff = now - since
+    kept, keeping = [], False
+    for line in lines:
+        match = LOG_TIME.match(line)
+        if match:
+            stamp = datetime.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}+00:00")
+            keeping = stamp >= cutoff
+        if keeping:
+            kept.append(line)
+    return kept
+
+
+def logs(inventory: Path, host: str | None, program: str, lines: int) -> dict[str, Any]:
+    extravars: dict[str, Any] = {"ella_logs_program": program, "ella_logs_lines": lines}
+    if host:
+        extravars["ella_logs_host"] = host
+    result = run_playbook("logs.yml", inventory, extravars=extravars)
+    published = result.published.get("ella_logs")
+    if not result.ok or published is None:
+        raise EllaDeployError(f"logs: {result.error_summary()}", ExitCode.FAILED)
+    return dict(published)
