@@ -157,21 +157,27 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise EllaDeployError(f"release: --image is {version}, the command asks for {options.request}",
                                   ExitCode.USAGE)
         stage.stage(inventory, args.image, progress)
-    the_plan = release.plan(inventory, options, progress)
-    problems = release.plan_problems(the_plan, options)
-    if args.check or the_plan["change_kind"] == "none":
-        _emit(args.output, release.render_plan(the_plan, options), {"plan": the_plan, "problems": problems})
-        return ExitCode.REFUSED if problems and the_plan["change_kind"] != "none" else ExitCode.OK
-    if problems:
-        raise EllaDeployError(f"release refused before anything changed: {'; '.join(problems)}", ExitCode.REFUSED)
-    if args.output == "text":
-        print(release.render_plan(the_plan, options), file=sys.stderr)
-    if not args.yes:
-        release.confirm(the_plan)
     command = release.sanitized_command(args.argv)
-    outcome = release.execute(inventory, options, the_plan["version"], command, progress)
+    if args.yes and not args.check:
+        # No one to show the plan to before it runs: release.yml plans and checks itself,
+        # so a separate planning pass would only double the time.
+        outcome = release.execute(inventory, options, options.request, command, progress)
+    else:
+        the_plan = release.plan(inventory, options, progress)
+        problems = release.plan_problems(the_plan, options)
+        if args.check or the_plan["change_kind"] == "none":
+            _emit(args.output, release.render_plan(the_plan, options), {"plan": the_plan, "problems": problems})
+            return ExitCode.REFUSED if problems and the_plan["change_kind"] != "none" else ExitCode.OK
+        if problems:
+            raise EllaDeployError(f"release refused before anything changed: {'; '.join(problems)}",
+                                  ExitCode.REFUSED)
+        if args.output == "text":
+            print(release.render_plan(the_plan, options), file=sys.stderr)
+        release.confirm(the_plan)
+        outcome = release.execute(inventory, options, the_plan["version"], command, progress)
+    the_plan = outcome.plan
     summary = {
-        "version": the_plan["version"],
+        "version": the_plan.get("version"),
         "outcome": (outcome.record or {}).get("outcome", "nothing_to_do" if outcome.nothing_to_do else "refused"),
         "downtime_seconds": (outcome.record or {}).get("downtime_seconds"),
         "record": outcome.record,

@@ -74,7 +74,8 @@ def plan(inventory: Path, options: ReleaseOptions, progress: ProgressCallback | 
     validate(options)
     result = run_playbook("release_plan.yml", inventory, extravars=_extravars(options), progress=progress)
     if not result.ok:
-        raise EllaDeployError(f"release plan: {result.error_summary()}", ExitCode.REFUSED)
+        raise EllaDeployError(f"release plan: {result.error_summary()}",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
     return dict(result.published["ella_release_plan"])
 
 

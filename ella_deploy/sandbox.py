@@ -35,6 +35,8 @@ INVENTORIES = ("sandbox", "sandbox-staging")
 STAGED_VERSIONS = ("2.0.0", "2.0.1", "2.1.0", "2.2.0")
 # What the sandbox runs after `up`: production's state before a release.
 INITIAL_VERSION = "2.0.0"
+# Gives a fresh environment its first release (testbed/playbooks/seed.yml).
+SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # uid/gid of the service user in the host image (testbed/host-image/build.sh).
 SERVICE_UID = 1500
 
@@ -199,7 +201,8 @@ class Sandbox:
             if image.name not in staged:
                 image.unlink()
         self._stage_images()
-        self._configure_hosts(only=env.inventory)
+        # The hosts keep their configuration (site.yml); only the first release is seeded again.
+        self._configure_hosts(only=env.inventory, playbooks=(SEED_PLAYBOOK,))
 
     def status(self) -> list[dict[str, str]]:
         states = self._container_states()
@@ -362,14 +365,16 @@ class Sandbox:
                         shutil.chown(target, SERVICE_UID, SERVICE_UID)
                         target.chmod(0o644)
 
-    def _configure_hosts(self, only: str | None = None) -> None:
+    def _configure_hosts(
+        self, only: str | None = None, playbooks: tuple[str | Path, ...] = ("site.yml", SEED_PLAYBOOK)
+    ) -> None:
         from ella_deploy.runner import run_playbook
 
         for env in environments():
             if only and env.inventory != only:
                 continue
             inventory = paths.INVENTORY_DIR / env.inventory
-            for playbook in ("site.yml", paths.TESTBED_DIR / "playbooks" / "seed.yml"):
+            for playbook in playbooks:
                 result = run_playbook(
                     str(playbook), inventory, extravars={"ella_sandbox_initial_version": INITIAL_VERSION}
                 )

@@ -12,8 +12,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ansible.errors import AnsibleFilterError
-
 _PACKAGE_DIR = Path(__file__).resolve().parents[3] / "ella_deploy"
 
 
@@ -28,12 +26,12 @@ def _load(name):
 
 
 def ella_release_resolve(filenames, request):
-    """Newest staged version matching `request` (X.Y.Z, 2.x, 2.3.x)."""
+    """Newest staged version matching `request` (X.Y.Z, 2.x, 2.3.x): {version, error}."""
     versions = _load("versions")
     try:
-        return versions.resolve(request, versions.versions_in(list(filenames)))
+        return {"version": versions.resolve(request, versions.versions_in(list(filenames))), "error": ""}
     except versions.VersionError as error:
-        raise AnsibleFilterError(str(error)) from None
+        return {"version": "", "error": str(error)}
 
 
 def ella_release_versions(filenames):
