@@ -25,6 +25,11 @@ class _Parser(argparse.ArgumentParser):
         raise EllaDeployError(f"{command}: {message}" if command else message, ExitCode.USAGE)
 
 
+def _add_peer_fenced(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--peer-fenced", metavar="HOST", action="append", default=[],
+                        help="HOST is unreachable and its VM is off: count it as stopped (audited)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ella-deploy",
@@ -58,30 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--no-broadcast", action="store_true", help="skip the acceptance-test broadcast")
     release.add_argument("--break-lock", metavar="REASON", default="",
                          help="break a deploy lock whose holder is gone (audited)")
-    release.add_argument("--peer-fenced", metavar="HOST", action="append", default=[],
-                         help="HOST is unreachable and its VM is off: count it as stopped (audited)")
+    _add_peer_fenced(release)
 
     stage = commands.add_parser("stage", help="copy an image and its .sha256 into archive/releases, verified")
     stage.add_argument("image", type=Path, help="path to ella-release-X.Y.Z.sif (its .sha256 beside it)")
     commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
     commands.add_parser("history", help="the audit log of the environment")
 
-    fenced_help = "HOST is unreachable and its VM is off: count it as stopped (audited)"
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
     start.add_argument("--host", help="default: the inventory's primary")
-    start.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    _add_peer_fenced(start)
     stop = commands.add_parser("stop", help="stop ELLA, supervised or not (default: on every host)")
     stop_where = stop.add_mutually_exclusive_group()
     stop_where.add_argument("--host", help="only this host")
     stop_where.add_argument("--all", action="store_true", help="every host of the environment (the default)")
     restart = commands.add_parser("restart", help="stop, then start on the same host")
     restart.add_argument("--host", help="default: the inventory's primary")
-    restart.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    _add_peer_fenced(restart)
     failover = commands.add_parser("failover", help="move ELLA from the host that runs it to another")
     failover.add_argument("--to", metavar="HOST", help="default: the other host")
-    failover.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    _add_peer_fenced(failover)
     failback = commands.add_parser("failback", help="move ELLA back to the primary")
-    failback.add_argument("--peer-fenced", metavar="HOST", action="append", default=[], help=fenced_help)
+    _add_peer_fenced(failback)
 
     cli = commands.add_parser("cli", help="run ella-cli in the live image on the active host: cli -- ARGS")
     cli.add_argument("cli_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="ella-cli arguments")
