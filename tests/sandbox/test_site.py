@@ -137,7 +137,8 @@ def test_prod_hosts_share_storage_but_are_separate_hosts(sandbox):
         sandbox.exec("p22-ella-01", "pkill -f 'sleep 300'", check=False)
 
 
-def test_status_shows_which_prod_host_runs_which_version(sandbox):
+def test_status_shows_which_prod_host_runs_which_version(prod):
+    sandbox = prod
     result = run_cli("--inventory", "sandbox", "--output", "json", "status")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
@@ -159,9 +160,11 @@ def test_status_shows_which_prod_host_runs_which_version(sandbox):
     assert "ONE ACTIVE" in text.stdout
 
 
-def test_the_api_answers_on_the_active_host_only(sandbox):
+def test_the_api_answers_on_the_active_host_only(prod):
+    sandbox = prod
     config = json.load(urllib.request.urlopen(f"http://{sandbox.address('p22-ella-01')}:3114/api/v1/config/", timeout=10))
-    assert config["app"]["version"] == "2.0.0"
+    live = sandbox.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip()
+    assert live.endswith(f"ella-release-{config['app']['version']}.sif")
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{sandbox.address('p22-ella-fo-01')}:3114/api/v1/config/", timeout=5)
     access_log = sandbox.exec("p22-ella-01", f"tail -n 5 {PROD_ROOT}/ella-prod/logs/api.log").stdout
