@@ -20,7 +20,7 @@ def ella_cli(inventory: Path, args: list[str], command: str,
     """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr."""
     if not args:
         raise EllaDeployError("cli: give the ella-cli arguments after --, e.g. cli -- broadcast list", ExitCode.USAGE)
-    if args[:2] == ["database", "upgrade"]:
+    if "database" in args and {"upgrade", "downgrade"} & set(args):
         raise EllaDeployError("cli: migrations run in a release, after a verified backup (ella-deploy release)",
                               ExitCode.USAGE)
     changes = tuple(args[:2]) not in READ_ONLY

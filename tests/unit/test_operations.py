@@ -42,3 +42,9 @@ def test_cli_refuses_before_touching_a_host(args, tmp_path):
     with pytest.raises(EllaDeployError) as refused:
         operations.ella_cli(tmp_path / "no-inventory", args, "ella-deploy cli")
     assert refused.value.exit_code == ExitCode.USAGE
+
+
+def test_cli_refuses_a_migration_however_it_is_spelled(tmp_path):
+    with pytest.raises(EllaDeployError) as refused:
+        operations.ella_cli(tmp_path / "no-inventory", ["--debug", "database", "downgrade", "base"], "ella-deploy cli")
+    assert refused.value.exit_code == ExitCode.USAGE
