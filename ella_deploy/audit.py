@@ -7,8 +7,15 @@ ansible/plugins/filter/ella.py; the CLI uses it to present `history`.
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
+import shlex
+import socket
+from collections.abc import Sequence
 from typing import Any
+
+SECRET_OPTION = re.compile(r"(?i)(--?[\w-]*(?:password|secret|token)[\w-]*)(=|\s+)(\S+)")
 
 # Where downtime starts and ends among the marks of a release (or of its rollback).
 DOWNTIME_START = "stop"
@@ -53,3 +60,21 @@ def read_records(text: str) -> list[dict[str, Any]]:
         except ValueError:
             records.append({"outcome": "UNREADABLE", "line": number})
     return records
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def sanitized_command(argv: Sequence[str]) -> str:
+    """The command line for the lock and the audit log, with any secret-looking value removed."""
+    return SECRET_OPTION.sub(r"\1\2***", shlex.join(["ella-deploy", *argv]))
+
+
+def run_metadata(command: str, fenced_hosts: Sequence[str] = ()) -> dict[str, Any]:
+    """Who ran what: the extra vars every changing playbook records (ella_deploy_*)."""
+    return {
+        "ella_deploy_operator": operator(),
+        "ella_deploy_command": command,
+        "ella_deploy_fenced_hosts": list(fenced_hosts),
+    }

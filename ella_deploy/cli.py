@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ella_deploy import __version__, paths
+from ella_deploy import __version__, audit, paths
 from ella_deploy.errors import EllaDeployError, ExitCode
 
 
@@ -160,7 +160,7 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise EllaDeployError(f"release: --image is {version}, the command asks for {options.request}",
                                   ExitCode.USAGE)
         stage.stage(inventory, args.image, progress)
-    command = release.sanitized_command(args.argv)
+    command = audit.sanitized_command(args.argv)
     if args.yes and not args.check:
         # No one to show the plan to before it runs: release.yml plans and checks itself,
         # so a separate planning pass would only double the time.
@@ -207,7 +207,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_accept(args: argparse.Namespace) -> int:
     from ella_deploy import release
 
-    record = release.accept(paths.resolve_inventory(args.inventory), release.sanitized_command(args.argv),
+    record = release.accept(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
                             _progress(args.output))
     _emit(args.output, f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated", record)
     return ExitCode.OK
@@ -223,10 +223,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_control(args: argparse.Namespace) -> int:
     from ella_deploy import control
-    from ella_deploy.release import sanitized_command
 
     inventory = paths.resolve_inventory(args.inventory)
-    command = sanitized_command(args.argv)
+    command = audit.sanitized_command(args.argv)
     progress = _progress(args.output)
     fenced = tuple(getattr(args, "peer_fenced", ()))
     if args.command == "start":
@@ -248,7 +247,6 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 def cmd_cli(args: argparse.Namespace) -> int:
     from ella_deploy import operations
-    from ella_deploy.release import sanitized_command
 
     if args.command == "broadcast":
         ella_args = ["broadcast", args.broadcast_action]
@@ -257,7 +255,7 @@ def cmd_cli(args: argparse.Namespace) -> int:
     else:
         ella_args = args.cli_args[1:] if args.cli_args[:1] == ["--"] else args.cli_args
     result = operations.ella_cli(paths.resolve_inventory(args.inventory), ella_args,
-                                 sanitized_command(args.argv), _progress(args.output))
+                                 audit.sanitized_command(args.argv), _progress(args.output))
     if args.output == "json":
         _emit(args.output, "", result)
     else:
@@ -268,10 +266,9 @@ def cmd_cli(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from ella_deploy import operations
-    from ella_deploy.release import sanitized_command
 
     record = operations.backup(paths.resolve_inventory(args.inventory), args.verify_restore,
-                               sanitized_command(args.argv), _progress(args.output))
+                               audit.sanitized_command(args.argv), _progress(args.output))
     backup = record.get("backup") or {}
     text = (f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, "
             f"sha256 {backup.get('sha256')})" + (", restore verified" if backup.get("verified_restore") else ""))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ella_deploy import audit
 from ella_deploy.errors import EllaDeployError, ExitCode
-from ella_deploy.release import operator
 from ella_deploy.runner import ProgressCallback, run_playbook
 
 
@@ -36,12 +36,7 @@ def _run(
     extravars: dict[str, Any],
     progress: ProgressCallback | None,
 ) -> ControlResult:
-    variables = {
-        "ella_deploy_operator": operator(),
-        "ella_deploy_command": command,
-        "ella_deploy_fenced_hosts": list(fenced_hosts),
-        **extravars,
-    }
+    variables = {**audit.run_metadata(command, fenced_hosts), **extravars}
     result = run_playbook(playbook, inventory, extravars=variables, progress=progress)
     record = result.published.get("ella_audit_record")
     errors = () if result.ok else (result.error_summary(),)

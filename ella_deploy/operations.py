@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ella_deploy import audit
 from ella_deploy.errors import EllaDeployError, ExitCode
-from ella_deploy.release import operator
 from ella_deploy.runner import ProgressCallback, run_playbook
 
 # ella-cli commands that only read: no audit record for them.
@@ -24,8 +24,7 @@ def ella_cli(inventory: Path, args: list[str], command: str,
         raise EllaDeployError("cli: migrations run in a release, after a verified backup (ella-deploy release)",
                               ExitCode.USAGE)
     changes = tuple(args[:2]) not in READ_ONLY
-    extravars = {"ella_cli_args": args, "ella_cli_changes": changes,
-                 "ella_deploy_operator": operator(), "ella_deploy_command": command}
+    extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command)}
     result = run_playbook("cli.yml", inventory, extravars=extravars, progress=progress)
     published = result.published.get("ella_cli_result")
     if not result.ok or published is None:
@@ -36,8 +35,7 @@ def ella_cli(inventory: Path, args: list[str], command: str,
 
 def backup(inventory: Path, verify_restore: bool, command: str,
            progress: ProgressCallback | None = None) -> dict[str, Any]:
-    extravars = {"ella_database_backup_verify_restore": verify_restore,
-                 "ella_deploy_operator": operator(), "ella_deploy_command": command}
+    extravars = {"ella_database_backup_verify_restore": verify_restore, **audit.run_metadata(command)}
     result = run_playbook("backup.yml", inventory, extravars=extravars, progress=progress)
     record = result.published.get("ella_audit_record")
     if not result.ok:

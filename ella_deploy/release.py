@@ -6,21 +6,15 @@ module adds what a terminal needs: early validation, the plan, confirmation, a s
 
 from __future__ import annotations
 
-import getpass
-import re
-import shlex
-import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ella_deploy import versions
+from ella_deploy import audit, versions
 from ella_deploy.errors import EllaDeployError, ExitCode
 from ella_deploy.runner import ProgressCallback, run_playbook
-
-SECRET_OPTION = re.compile(r"(?i)(--?[\w-]*(?:password|secret|token)[\w-]*)(=|\s+)(\S+)")
 
 
 @dataclass(frozen=True)
@@ -46,15 +40,6 @@ class ReleaseOutcome:
         return not self.errors
 
 
-def operator() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def sanitized_command(argv: Sequence[str]) -> str:
-    """The command line for the lock and the audit log, with any secret-looking value removed."""
-    return SECRET_OPTION.sub(r"\1\2***", shlex.join(["ella-deploy", *argv]))
-
-
 def validate(options: ReleaseOptions) -> None:
     """Bad input fails here, before any host is touched."""
     if not versions.is_request(options.request):
@@ -63,16 +48,14 @@ def validate(options: ReleaseOptions) -> None:
         )
 
 
-def _extravars(options: ReleaseOptions) -> dict[str, Any]:
-    return {
-        "ella_release_request": options.request,
-        "ella_deploy_fenced_hosts": list(options.fenced_hosts),
-    }
+def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
+    return {"ella_release_request": options.request, **audit.run_metadata(command, options.fenced_hosts)}
 
 
 def plan(inventory: Path, options: ReleaseOptions, progress: ProgressCallback | None = None) -> dict[str, Any]:
     validate(options)
-    result = run_playbook("release_plan.yml", inventory, extravars=_extravars(options), progress=progress)
+    result = run_playbook("release_plan.yml", inventory, extravars=_extravars(options, "release --check"),
+                          progress=progress)
     if not result.ok:
         raise EllaDeployError(f"release plan: {result.error_summary()}",
                               ExitCode.REFUSED if result.refused else ExitCode.FAILED)
@@ -163,10 +146,8 @@ def execute(
     command: str,
     progress: ProgressCallback | None = None,
 ) -> ReleaseOutcome:
-    extravars = _extravars(options) | {
+    extravars = _extravars(options, command) | {
         "ella_release_request": version,
-        "ella_deploy_operator": operator(),
-        "ella_deploy_command": command,
         "ella_release_allow_downgrade": options.allow_downgrade,
         "ella_release_broadcast": options.broadcast,
         "ella_release_break_lock": options.break_lock,
@@ -205,8 +186,7 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
 
 def accept(inventory: Path, command: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
     """The acceptance test passed: take down the release's broadcast, audited."""
-    extravars = {"ella_deploy_operator": operator(), "ella_deploy_command": command}
-    result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
+    result = run_playbook("accept.yml", inventory, extravars=audit.run_metadata(command), progress=progress)
     if not result.ok:
         raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
     return dict(result.published["ella_audit_record"])

@@ -51,3 +51,17 @@ def test_history_table_shows_each_record():
     assert len(lines) == 3
     assert "2.0.0 -> 2.1.0 (minor)" in lines[1] and "12.3s" in lines[1] and "kari@ops" in lines[1]
     assert "accept" in lines[2]
+
+
+def test_command_lines_lose_secret_values_before_the_record():
+    command = audit.sanitized_command(["--inventory", "prod", "release", "2.1.0", "--db-password=hunter22",
+                                       "--api-token", "abc123"])
+    assert "hunter22" not in command and "abc123" not in command
+    assert command.startswith("ella-deploy --inventory prod release 2.1.0")
+
+
+def test_run_metadata_names_operator_command_and_fenced_hosts():
+    metadata = audit.run_metadata("ella-deploy failover", ["p22-ella-01"])
+    assert metadata["ella_deploy_command"] == "ella-deploy failover"
+    assert metadata["ella_deploy_fenced_hosts"] == ["p22-ella-01"]
+    assert "@" in metadata["ella_deploy_operator"]
