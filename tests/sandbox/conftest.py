@@ -32,6 +32,13 @@ def write_clinical_data(sandbox, count: int = 12) -> None:
 
 
 @pytest.fixture
+def fresh(sandbox):
+    """The sandbox as `sandbox reset` leaves it: 2.0.0 running on p22-ella-01, no clinical data."""
+    run_cli("sandbox", "reset", check=True)
+    return sandbox
+
+
+@pytest.fixture
 def prod(sandbox):
     """Production as before a release: 2.0.0 running on p22-ella-01, with clinical data."""
     run_cli("sandbox", "reset", check=True)

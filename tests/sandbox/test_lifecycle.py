@@ -24,7 +24,9 @@ def ella_pid(sandbox) -> str:
     return sandbox.exec("p22-ella-01", "pgrep -f '[e]lla-release-.*sif run'").stdout.strip()
 
 
-def test_up_again_changes_nothing_that_runs(sandbox):
+def test_up_again_changes_nothing_that_runs(fresh):
+    # Start from a known state: earlier modules may leave ELLA stopped or on the failover host.
+    sandbox = fresh
     before_ids, before_pid = container_ids(), ella_pid(sandbox)
     run_cli("sandbox", "up", check=True)
     assert container_ids() == before_ids
