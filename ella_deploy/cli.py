@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--program", choices=("api", "ella", "supervisor"), default="api")
     logs.add_argument("--since", metavar="DURATION", help="only the last 10m, 2h, 1d, ...")
     logs.add_argument("--lines", type=int, default=200, help="lines read from the end (default %(default)s)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (tail -F) until Ctrl-C")
+
+    psql = commands.add_parser("psql", help="psql on ELLA's database as the read-only login (writes are refused)")
+    psql.add_argument("--host", help="ELLA host to run psql on (default: the primary, else one that answers)")
+    psql.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run SQL, print the result, exit")
 
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
@@ -282,6 +287,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from ella_deploy import operations
 
     since = operations.parse_since(args.since) if args.since else None
+    if args.lines < 1:
+        raise EllaDeployError("logs: --lines must be 1 or more", ExitCode.USAGE)
+    if args.follow and (since is not None or args.output != "text"):
+        raise EllaDeployError("logs: --follow prints raw lines as they come: use it with --lines, "
+                              "not --since or --output json", ExitCode.USAGE)
     inventory = paths.resolve_inventory(args.inventory)
     host = args.host
     if host is None:
@@ -289,12 +299,36 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
         found = status.collect(inventory)
         host = found.active_hosts[0] if len(found.active_hosts) == 1 else found.primary
+    if args.follow:
+        from ella_deploy import remote
+
+        connection = remote.connect(inventory, host, "logs")
+        argv = connection.ssh(remote.follow_argv(connection, operations.log_file(args.program, host), args.lines),
+                              tty=False)
+        try:
+            remote.run(argv)
+        except KeyboardInterrupt:
+            pass
+        return ExitCode.OK
     result = operations.logs(inventory, host, args.program, args.lines)
     lines = result["lines"]
     if since is not None:
         lines = operations.lines_since(lines, since, datetime.datetime.now(datetime.UTC))
     _emit(args.output, "\n".join(lines), {"host": result["host"], "program": args.program, "lines": lines})
     return ExitCode.OK
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    from ella_deploy import remote
+
+    if args.sql is not None and not args.sql.strip():
+        raise EllaDeployError("psql: -c needs an SQL statement", ExitCode.USAGE)
+    if args.output != "text":
+        raise EllaDeployError("psql: prints psql's own output; --output json is not supported", ExitCode.USAGE)
+    connection = remote.connect(paths.resolve_inventory(args.inventory), args.host, "psql")
+    interactive = args.sql is None and sys.stdin.isatty()
+    returncode = remote.run(connection.ssh(remote.psql_argv(connection, args.sql), tty=interactive))
+    return ExitCode.OK if returncode == 0 else ExitCode.FAILED
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -329,6 +363,7 @@ HANDLERS = {
     "broadcast": cmd_cli,
     "backup": cmd_backup,
     "logs": cmd_logs,
+    "psql": cmd_psql,
     "start": cmd_control,
     "stop": cmd_control,
     "restart": cmd_control,

@@ -73,10 +73,16 @@ def lines_since(lines: list[str], since: datetime.timedelta, now: datetime.datet
     return kept
 
 
-def logs(inventory: Path, host: str | None, program: str, lines: int) -> dict[str, Any]:
-    extravars: dict[str, Any] = {"ella_logs_program": program, "ella_logs_lines": lines}
-    if host:
-        extravars["ella_logs_host"] = host
+def log_file(program: str, host: str) -> str:
+    """A log's path under the environment's root (supervisor.cfg names them so)."""
+    return {"api": "ella-prod/logs/api.log",
+            "ella": f"ella-prod/logs/ella-{host}.log",
+            "supervisor": f"ella-prod/logs/supervisord-{host}.log"}[program]
+
+
+def logs(inventory: Path, host: str, program: str, lines: int) -> dict[str, Any]:
+    extravars: dict[str, Any] = {"ella_logs_file": log_file(program, host), "ella_logs_lines": lines,
+                                 "ella_logs_host": host}
     result = run_playbook("logs.yml", inventory, extravars=extravars)
     published = result.published.get("ella_logs")
     if not result.ok or published is None:

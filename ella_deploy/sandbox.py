@@ -37,6 +37,8 @@ STAGED_VERSIONS = ("2.0.0", "2.0.1", "2.1.0", "2.2.0")
 INITIAL_VERSION = "2.0.0"
 # Gives a fresh environment its first release (testbed/playbooks/seed.yml).
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
+# The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
+ADMIN_ROLE = "ella_admin"
 # uid/gid of the service user in the host image (testbed/host-image/build.sh).
 SERVICE_UID = 1500
 
@@ -254,7 +256,9 @@ class Sandbox:
 
         secrets_dir = self.secret_path("x").parent
         secrets_dir.mkdir(exist_ok=True, mode=0o700)
-        names = ["supervisor_password"] + [f"db_password_{env.db_name}" for env in environments()]
+        names = ["supervisor_password", "db_admin_password"]
+        names += [f"db_password_{env.db_name}" for env in environments()]
+        names += [f"db_readonly_password_{env.db_name}" for env in environments()]
         for name in names:
             path = self.secret_path(name)
             if not path.exists():
@@ -328,7 +332,15 @@ class Sandbox:
             if time.monotonic() > deadline:
                 raise EllaDeployError(f"{db_host.name}: PostgreSQL did not become ready")
             time.sleep(0.3)
-        statements = []
+        # The login ella-deploy administers roles with (production: one the site's DBA gives
+        # it). It creates the read-only role of `psql`, so it may hand on pg_read_all_data.
+        admin_password = self.secret_path("db_admin_password").read_text().strip()
+        statements = [
+            f"SELECT format('CREATE ROLE %I LOGIN CREATEROLE', '{ADMIN_ROLE}') "
+            f"WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ADMIN_ROLE}') \\gexec\n"
+            f"ALTER ROLE \"{ADMIN_ROLE}\" PASSWORD '{admin_password}';\n"
+            f"GRANT pg_read_all_data TO \"{ADMIN_ROLE}\" WITH ADMIN OPTION;\n"
+        ]
         for env in environments():
             password = self.secret_path(f"db_password_{env.db_name}").read_text().strip()
             # CREATEDB: backup verification and rehearsals restore into scratch databases.
