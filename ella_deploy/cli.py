@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--lines", type=int, default=200, help="lines read from the end (default %(default)s)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (tail -F) until Ctrl-C")
 
+    db_task = commands.add_parser(
+        "db-task", help="run a data fix tasks/YYYYMMDD_name/x.sql in a transaction: rolled back unless --commit")
+    db_task.add_argument("script", type=Path, help="tasks/YYYYMMDD_name/name_of_task.sql")
+    db_task.add_argument("--commit", action="store_true",
+                         help="apply it: only committed unchanged in git with a Reviewed-by: trailer of "
+                              "another person; backs up first")
+
     psql = commands.add_parser("psql", help="psql on ELLA's database as the read-only login (writes are refused)")
     psql.add_argument("--host", help="ELLA host to run psql on (default: the primary, else one that answers)")
     psql.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run SQL, print the result, exit")
@@ -318,6 +325,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_db_task(args: argparse.Namespace) -> int:
+    from ella_deploy import operations
+
+    outcome = operations.db_task(paths.resolve_inventory(args.inventory), args.script, args.commit,
+                                 audit.sanitized_command(args.argv), _progress(args.output))
+    _emit(args.output, operations.render_db_task(outcome), outcome)
+    return ExitCode.OK
+
+
 def cmd_psql(args: argparse.Namespace) -> int:
     from ella_deploy import remote
 
@@ -364,6 +380,7 @@ HANDLERS = {
     "backup": cmd_backup,
     "logs": cmd_logs,
     "psql": cmd_psql,
+    "db-task": cmd_db_task,
     "start": cmd_control,
     "stop": cmd_control,
     "restart": cmd_control,

@@ -88,3 +88,62 @@ def logs(inventory: Path, host: str, program: str, lines: int) -> dict[str, Any]
     if not result.ok or published is None:
         raise EllaDeployError(f"logs: {result.error_summary()}", ExitCode.FAILED)
     return dict(published)
+
+
+def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
+            progress: ProgressCallback | None = None) -> dict[str, Any]:
+    """A data-fix script in the one transaction ella-deploy owns: rolled back, or with
+    `commit` (reviewed, committed in git, backed up first) committed."""
+    import os
+    import tempfile
+
+    from ella_deploy import dbtask, sqlrun
+
+    script = dbtask.load(script_path)
+    review = dbtask.review(script) if commit else None
+    task = {
+        "label": script.label, "sha256": script.sha256, "commit": commit,
+        "statements": dbtask.statements_of(script),
+        "review": None if review is None else {"commit": review.commit, "reviewers": list(review.reviewers),
+                                               "authors": list(review.authors)},
+    }
+    handle, wrapped = tempfile.mkstemp(prefix="ella-task-", suffix=".sql")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(dbtask.psql_input(script, commit))
+        extravars = {"ella_db_task": task, "ella_db_task_file": wrapped,
+                     "ella_db_task_output_filter": sqlrun.OUTPUT_FILTER, **audit.run_metadata(command)}
+        result = run_playbook("db_task.yml", inventory, extravars=extravars, progress=progress)
+    finally:
+        os.unlink(wrapped)
+    published = result.published.get("ella_db_task_results") or {}
+    outcome = {"task": script.label, "sha256": script.sha256, "mode": "commit" if commit else "dry-run",
+               "review": task["review"], **published}
+    if not result.ok:
+        statements = published.get("statements") or []
+        failed = next((s for s in statements if s.get("tag") is None), None)
+        where = f"statement {failed['number']} (line {failed['line']}): " if failed else ""
+        # psql names its input file and line ("psql:/tmp/ella-task-x.sql:9: ERROR: ..."): ours, not the script's.
+        error = [re.sub(r"^psql:[^:]*:\d+: ", "", line) for line in (published.get("error") or "").strip().splitlines()]
+        reason = where + (error[0] if error else result.error_summary())
+        raise EllaDeployError(f"db-task {script.label}: {reason}; nothing was changed",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
+    return outcome
+
+
+def render_db_task(outcome: dict[str, Any]) -> str:
+    lines = [f"{outcome['task']} (sha256 {outcome['sha256'][:12]}…)"]
+    total = 0.0
+    for statement in outcome.get("statements") or []:
+        rows = "" if statement.get("rows") is None else f"{statement['rows']} rows"
+        ms = statement.get("ms") or 0.0
+        total += ms
+        lines.append(f"  #{statement['number']:<3} line {statement['line']:<5} {statement.get('tag') or '?':<14}"
+                     f"{rows:>12} {ms:>10.1f} ms  {statement['summary']}")
+    if outcome["mode"] == "commit":
+        backup = (outcome.get("backup") or {}).get("path")
+        lines.append(f"committed ({total:.1f} ms); backup before it: {backup}")
+    else:
+        lines.append(f"dry run: rolled back, nothing changed ({total:.1f} ms). "
+                     "Commit the reviewed task and rerun with --commit to apply it.")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Filters of the ella-deploy playbooks: the CLI's own rules, loaded from ella_deploy/.
 
 The single-active rule, version resolution and audit step timing are written once, in
-ella_deploy/guard.py, versions.py and audit.py (standard library only). This plugin loads those files by
+ella_deploy/guard.py, versions.py, audit.py and sqlrun.py (standard library only). This plugin loads those files by
 path, so a plain `ansible-playbook` or AWX run of this repository applies exactly the
 rules the CLI does, without ella_deploy being installed.
 """
@@ -80,6 +80,11 @@ def ella_downtime(marks, finished=None):
     return _load("audit").downtime_seconds(list(marks or []), None if finished is None else float(finished))
 
 
+def ella_sql_results(stdout, statements):
+    """Per statement of a db-task run: command tag, rows, milliseconds (from psql's marked output)."""
+    return _load("sqlrun").parse_output(list(statements or []), stdout or "")
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -91,4 +96,5 @@ class FilterModule:
             "ella_resolve_addresses": ella_resolve_addresses,
             "ella_guard_reports": ella_guard_reports,
             "ella_downtime": ella_downtime,
+            "ella_sql_results": ella_sql_results,
         }
