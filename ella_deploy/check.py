@@ -59,7 +59,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
 }
 
 # Audit record kinds that change what runs: a recent one may explain a problem.
-DEPLOY_KINDS = frozenset({"release", "rollback", "failover", "failback", "start", "restart", "db-task"})
+DEPLOY_KINDS = frozenset({"release", "rollback", "failover", "failback", "start", "stop", "restart", "db-task"})
 
 GB = 1e9
 QUERY_CHARS = 60
@@ -650,3 +650,55 @@ def render_nagios(checks: Sequence[Check]) -> str:
 
 def as_dict(checks: Sequence[Check], measured: dict[str, Any]) -> dict[str, Any]:
     return {"state": overall(checks), "checks": [asdict(c) for c in checks], "measured": measured}
+
+
+# ---- Measuring: one run of check.yml -> `measured` -------------------------------------------
+
+# Audit records handed to the `recent deploys` check.
+DEPLOYS_KEPT = 20
+
+
+def measure(inventory: Any, progress: Any = None) -> dict[str, Any]:
+    """Run check.yml (reads only, every host in parallel) and shape what it published."""
+    import base64
+
+    from ella_deploy import audit, status
+    from ella_deploy.runner import run_playbook
+
+    result = run_playbook("check.yml", inventory, progress=progress)
+    environment = status.from_result(result, inventory, "check")
+    published = result.published
+    host_facts: dict[str, Any] = published.get("ella_check_hosts") or {}
+    hosts: dict[str, Any] = {}
+    for host in environment.hosts:
+        facts = host_facts.get(host.host)
+        if not host.reachable or facts is None:
+            hosts[host.host] = {"reachable": False, "error": host.error or "not measured"}
+        else:
+            hosts[host.host] = {"reachable": True, **{k: facts.get(k) for k in
+                                                      ("cores", "load", "mem_total_kb", "mem_available_kb", "disks")}}
+    api = None
+    if environment.active_hosts and environment.active_hosts[0] in host_facts:
+        active = environment.active_hosts[0]
+        facts = host_facts[active]
+        log = dict(facts.get("log") or {})
+        if log:
+            # Tracebacks of the access log and of ELLA's and supervisord's logs on that host.
+            log["tracebacks"] = int(log.get("tracebacks") or 0) + int((facts.get("tracebacks") or {}).get("count") or 0)
+        api = {"host": active, "urls": facts.get("urls") or [], "log": log or None}
+    try:
+        records = audit.read_records(base64.b64decode(published.get("ella_audit_log") or "").decode())
+    except ValueError:
+        records = None
+    return {
+        "environment": environment.environment,
+        "checked_at": time.time(),
+        "thresholds": published.get("ella_check_thresholds") or {},
+        "hosts": hosts,
+        "api": api,
+        "database": published.get("ella_check_database"),
+        "guard": {"verdict": environment.verdict, "active": list(environment.active_hosts),
+                  "unknown": [h.host for h in environment.hosts if not h.reachable],
+                  "message": "; ".join(environment.reasons)},
+        "deploys": None if records is None else records[-DEPLOYS_KEPT:],
+    }

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-i", "--inventory", default=paths.DEFAULT_INVENTORY,
         help="prod, staging, sandbox, sandbox-staging, or a path (default: %(default)s)",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument("--output", choices=("text", "json", "nagios"), default="text",
+                        help="output format (nagios: `check` only, one line and exit 0/1/2/3)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="Ansible verbosity of the runs (-vvv), kept in the run's artifacts")
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
+    commands.add_parser("check", help="the debug checklist on every host: OK / WARN / CRIT per check "
+                                      "(exit 0 ok, 1 warn, 2 crit; --output nagios: 0/1/2/3)")
     commands.add_parser("status", help="what runs where; exit 0 one active, 1 none, 2 conflict or unknown")
 
     release = commands.add_parser("release", help="release a staged version (backup, switch, migrate, health gate, rollback)")
@@ -139,6 +142,27 @@ def _emit(output: str, text: str, data: Any) -> None:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         print(text)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ella_deploy import check
+
+    inventory = paths.resolve_inventory(args.inventory)
+    nagios = args.output == "nagios"
+    try:
+        measured = check.measure(inventory)
+    except EllaDeployError as error:
+        if not nagios:
+            raise
+        # Monitoring reads one line and the exit code: a check that could not run is UNKNOWN.
+        print(f"ELLA UNKNOWN - {error.message}")
+        return 3
+    checks = check.evaluate(measured)
+    if nagios:
+        print(check.render_nagios(checks))
+    else:
+        _emit(args.output, check.render_text(checks, measured), check.as_dict(checks, measured))
+    return check.exit_code(checks, nagios)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -370,6 +394,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {
+    "check": cmd_check,
     "status": cmd_status,
     "release": cmd_release,
     "stage": cmd_stage,
@@ -396,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
+        if args.output == "nagios" and args.command != "check":
+            raise EllaDeployError(f"{args.command}: --output nagios is for check only", ExitCode.USAGE)
         if args.verbose:
             from ella_deploy import runner
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ella_deploy import guard
 from ella_deploy.errors import EllaDeployError, ExitCode
-from ella_deploy.runner import ProgressCallback, run_playbook
+from ella_deploy.runner import PlaybookResult, ProgressCallback, run_playbook
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,16 @@ def host_status(
 
 
 def collect(inventory: Path, progress: ProgressCallback | None = None) -> EnvironmentStatus:
-    result = run_playbook("status.yml", inventory, progress=progress)
+    return from_result(run_playbook("status.yml", inventory, progress=progress), inventory)
+
+
+def from_result(result: PlaybookResult, inventory: Path, command: str = "status") -> EnvironmentStatus:
+    """The status out of a run of a playbook that applies the ella_status role."""
     published = result.published.get("ella_status", {})
     reports: dict[str, Any] = published.get("hosts", {})
     if not reports and not result.unreachable_hosts:
         # Nothing was learnt about any host: that is no evidence that ELLA is stopped.
-        raise EllaDeployError(f"status: {result.error_summary()}", ExitCode.FAILED)
+        raise EllaDeployError(f"{command}: {result.error_summary()}", ExitCode.FAILED)
     failures = {f.host: f.message for f in result.failures}
     names = sorted(set(reports) | set(failures) | set(result.stats))
     primary = published.get("primary", "")
