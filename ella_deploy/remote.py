@@ -8,6 +8,7 @@ No password travels: psql reads it from the pgpass file on the shared storage.
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ def follow_argv(connection: Connection, log_file: str, lines: int) -> list[str]:
 
 def run(argv: list[str]) -> int:
     """Run with the terminal handed over; the remote command's exit code."""
+    # ansible-runner leaves its own SIGINT handler behind: Ctrl-C must end the session here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.run(argv, check=False).returncode
     except FileNotFoundError as error:

@@ -115,6 +115,14 @@ def test_backup_on_its_own_with_a_verified_restore(prod):
     assert path.endswith("-2.0.0-to-manual.dump")
     assert prod.exec("p22-ella-01", f"sha256sum {path}").stdout.split()[0] == record["backup"]["sha256"]
     assert prod.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_verify\\_%';", "postgres") == "0"
+    # The restore held every row: 12 analyses with an assessment and a log line each, the revision row.
+    counts = record["backup"]["row_counts"]
+    assert counts["differences"] == {}
+    assert int(counts["rows"]) == int(prod.psql(
+        "SELECT (SELECT count(*) FROM analysis) + (SELECT count(*) FROM alleleassessment)"
+        " + (SELECT count(*) FROM interpretationlog) + (SELECT count(*) FROM alembic_version)"
+        " + (SELECT count(*) FROM broadcast) + (SELECT count(*) FROM usergroup)"
+        " + (SELECT count(*) FROM filterconfig) + (SELECT count(*) FROM uiexception);")) >= 37
     assert prod.audit_records()[-1]["kind"] == "backup"
     # ELLA kept running.
     assert "ella-release-2.0.0.sif run" in prod.exec("p22-ella-01", "ps -eo args").stdout
@@ -126,3 +134,36 @@ def test_logs_show_the_api_log_of_the_active_host(prod):
     report = json.loads(result.stdout)
     assert report["host"] == "p22-ella-01"
     assert any('"POST /api/v1/analyses/ HTTP/1.1" 201' in line for line in report["lines"])
+
+
+def test_logs_follow_prints_new_lines_until_interrupted(sandbox):
+    import select
+    import signal
+    import time
+    import uuid
+
+    from tests.conftest import CLI
+
+    follow = subprocess.Popen([*CLI, "--inventory", "sandbox", "logs", "--host", "p22-ella-01", "--follow",
+                               "--lines", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        marker = f"follow-{uuid.uuid4()}"
+        deadline, seen = time.monotonic() + 30, []
+        while time.monotonic() < deadline and not any(marker in line for line in seen):
+            if not seen:
+                # The first line (the log's last one) shows that tail runs; then write the marker.
+                ready, _, _ = select.select([follow.stdout], [], [], 1)
+                if ready:
+                    seen.append(follow.stdout.readline())
+                    sandbox.exec("p22-ella-01", f"echo '{marker}' >> {PROD_ROOT}/ella-prod/logs/api.log", user="ella")
+                continue
+            ready, _, _ = select.select([follow.stdout], [], [], 1)
+            if ready:
+                seen.append(follow.stdout.readline())
+        assert any(marker in line for line in seen), (seen, follow.stderr.read() if follow.poll() else "")
+    finally:
+        follow.send_signal(signal.SIGINT)
+        follow.wait(timeout=15)
+    assert follow.returncode == 0
+    refused = run_cli("--inventory", "sandbox", "logs", "--follow", "--since", "10m")
+    assert refused.returncode == 64

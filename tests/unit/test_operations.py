@@ -48,3 +48,17 @@ def test_cli_refuses_a_migration_however_it_is_spelled(tmp_path):
     with pytest.raises(EllaDeployError) as refused:
         operations.ella_cli(tmp_path / "no-inventory", ["--debug", "database", "downgrade", "base"], "ella-deploy cli")
     assert refused.value.exit_code == ExitCode.USAGE
+
+
+def test_row_count_differences_name_only_the_tables_that_differ():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "ansible" / "plugins" / "filter" / "ella.py"
+    spec = importlib.util.spec_from_file_location("ella_filters", path)
+    filters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filters)
+    live = {"analysis": 12, "broadcast": 1, "uiexception": 0}
+    assert filters.ella_count_differences(live, dict(live)) == {}
+    assert filters.ella_count_differences(live, {"analysis": 11, "broadcast": 1}) == {
+        "analysis": [12, 11], "uiexception": [0, None]}

@@ -85,6 +85,13 @@ def ella_sql_results(stdout, statements):
     return _load("sqlrun").parse_output(list(statements or []), stdout or "")
 
 
+def ella_count_differences(live, restored):
+    """{table: [live rows, restored rows]} of the tables whose row counts differ (None: missing)."""
+    live, restored = dict(live or {}), dict(restored or {})
+    return {table: [live.get(table), restored.get(table)] for table in sorted(set(live) | set(restored))
+            if live.get(table) != restored.get(table)}
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -97,4 +104,5 @@ class FilterModule:
             "ella_guard_reports": ella_guard_reports,
             "ella_downtime": ella_downtime,
             "ella_sql_results": ella_sql_results,
+            "ella_count_differences": ella_count_differences,
         }
