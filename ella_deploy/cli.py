@@ -64,13 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--verify-backup", action="store_true",
                          help="prove the backup by a full restore into a scratch database")
     release.add_argument("--no-broadcast", action="store_true", help="skip the acceptance-test broadcast")
+    release.add_argument("--notify", action="store_true",
+                         help="e-mail the testers that the acceptance test may start (a failed send fails nothing)")
     release.add_argument("--break-lock", metavar="REASON", default="",
                          help="break a deploy lock whose holder is gone (audited)")
     _add_peer_fenced(release)
 
     stage = commands.add_parser("stage", help="copy an image and its .sha256 into archive/releases, verified")
     stage.add_argument("image", type=Path, help="path to ella-release-X.Y.Z.sif (its .sha256 beside it)")
-    commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
+    accept = commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
+    accept.add_argument("--notify", action="store_true",
+                        help="e-mail the users that the new version is in use (a failed send fails nothing)")
     commands.add_parser("history", help="the audit log of the environment")
 
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
@@ -114,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     db_task.add_argument("--commit", action="store_true",
                          help="apply it: only committed unchanged in git with a Reviewed-by: trailer of "
                               "another person; backs up first")
+
+    notify = commands.add_parser("notify", help="compose a notice by e-mail (printed; sent only with --send)")
+    notify.add_argument("kind", choices=("downtime", "release", "acceptance", "done", "down"),
+                        help="downtime (planned), release (upcoming), acceptance (to testers), done, down (unplanned)")
+    notify.add_argument("--at", metavar="TIME", default="", help='when, as the users read it: "fredag 28.11 kl. 16-18"')
+    notify.add_argument("--version", dest="notice_version", metavar="X.Y.Z", default="", help="the ELLA version")
+    notify.add_argument("--send", action="store_true", help="send it (default: print it exactly as it would be sent)")
+    report_tsd = commands.add_parser("report-tsd", help="compose the incident mail to TSD with check and status attached")
+    report_tsd.add_argument("summary", help="what is wrong, in one line")
+    report_tsd.add_argument("--at", metavar="TIME", default="", help="since when")
+    report_tsd.add_argument("--send", action="store_true", help="send it (default: print it)")
 
     psql = commands.add_parser("psql", help="psql on ELLA's database as the read-only login (writes are refused)")
     psql.add_argument("--host", help="ELLA host to run psql on (default: the primary, else one that answers)")
@@ -184,6 +199,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         broadcast=not args.no_broadcast,
         break_lock=args.break_lock,
         fenced_hosts=tuple(args.peer_fenced),
+        notify=args.notify,
     )
     release.validate(options)
     inventory = paths.resolve_inventory(args.inventory)
@@ -244,8 +260,12 @@ def cmd_accept(args: argparse.Namespace) -> int:
     from ella_deploy import release
 
     record = release.accept(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
-                            _progress(args.output))
-    _emit(args.output, f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated", record)
+                            _progress(args.output), notify=args.notify)
+    text = f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated"
+    notice = record.get("notice")
+    if notice:
+        text += "; users told" if notice.get("sent") else f"; users NOT told ({notice.get('error')}): use `notify done`"
+    _emit(args.output, text, record)
     return ExitCode.OK
 
 
@@ -365,6 +385,25 @@ def cmd_db_task(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from ella_deploy import notify
+
+    inventory = paths.resolve_inventory(args.inventory)
+    progress = _progress(args.output)
+    if args.command == "report-tsd":
+        if not args.summary.strip() or "\n" in args.summary:
+            raise EllaDeployError("report-tsd: give the summary as one line", ExitCode.USAGE)
+        notice = notify.compose(inventory, "tsd", args.send, at=args.at, summary=args.summary.strip(),
+                                attachments=notify.tsd_attachments(inventory), progress=progress)
+    else:
+        notify.validate(args.kind, args.at, args.notice_version)
+        notice = notify.compose(inventory, args.kind, args.send, at=args.at, version=args.notice_version,
+                                progress=progress)
+    text = (f"sent to {', '.join(notice['recipients'])}" if notice["sent"] else notice["message"])
+    _emit(args.output, text, notice)
+    return ExitCode.OK
+
+
 def cmd_psql(args: argparse.Namespace) -> int:
     from ella_deploy import remote
 
@@ -412,6 +451,8 @@ HANDLERS = {
     "backup": cmd_backup,
     "logs": cmd_logs,
     "psql": cmd_psql,
+    "notify": cmd_notify,
+    "report-tsd": cmd_notify,
     "db-task": cmd_db_task,
     "start": cmd_control,
     "stop": cmd_control,

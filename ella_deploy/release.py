@@ -25,6 +25,8 @@ class ReleaseOptions:
     broadcast: bool = True
     break_lock: str = ""
     fenced_hosts: tuple[str, ...] = ()
+    # Send the acceptance notice to the testers once ELLA is healthy.
+    notify: bool = False
 
 
 @dataclass
@@ -152,6 +154,7 @@ def execute(
         "ella_release_broadcast": options.broadcast,
         "ella_release_break_lock": options.break_lock,
         "ella_database_backup_verify_restore": options.verify_backup,
+        "ella_release_notify": options.notify,
     }
     result = run_playbook("release.yml", inventory, extravars=extravars, progress=progress)
     record = result.published.get("ella_audit_record")
@@ -178,15 +181,22 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
         lines.append(f"downtime {record['downtime_seconds']:.1f}s")
     for step in record.get("steps", []):
         lines.append(f"  {step['name']:<14}{step['seconds']:>8.1f}s")
+    notice = record.get("notice")
+    if notice:
+        lines.append(f"{notice['kind']} notice " + ("sent" if notice.get("sent") else
+                                                     f"NOT sent ({notice.get('error')}): send it with `notify`"))
     if record.get("backup"):
         backup = record["backup"]
         lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, sha256 {backup['sha256'][:16]}...)")
     return "\n".join(lines)
 
 
-def accept(inventory: Path, command: str, progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """The acceptance test passed: take down the release's broadcast, audited."""
-    result = run_playbook("accept.yml", inventory, extravars=audit.run_metadata(command), progress=progress)
+def accept(inventory: Path, command: str, progress: ProgressCallback | None = None,
+           notify: bool = False) -> dict[str, Any]:
+    """The acceptance test passed: take down the release's broadcast, audited; with
+    `notify`, tell the users (a failed send is reported, never fatal)."""
+    extravars = {**audit.run_metadata(command), "ella_release_notify": notify}
+    result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
     if not result.ok:
         raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
     return dict(result.published["ella_audit_record"])

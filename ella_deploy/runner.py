@@ -34,6 +34,8 @@ INHERITED_ENVIRONMENT = (
     "TMPDIR",
     "SSH_AUTH_SOCK",
     "ELLA_SANDBOX_DIR",
+    # The port of the sandbox's loopback SMTP server (tests).
+    "ELLA_SANDBOX_SMTP_PORT",
     # A path, not a secret: where ansible-vault's password file is.
     "ANSIBLE_VAULT_PASSWORD_FILE",
 )

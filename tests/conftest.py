@@ -25,11 +25,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "destroys_sandbox: takes the sandbox down; runs last")
 
 
-def run_cli(*args: str, check: bool = False, timeout: float = 600,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002 - subprocess's name
-    """ella-deploy as an operator runs it, in a subprocess (stdin: `input`, else none)."""
+def run_cli(*args: str, check: bool = False, timeout: float = 600, input: str | None = None,  # noqa: A002
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """ella-deploy as an operator runs it, in a subprocess (stdin: `input`, else none;
+    `env`: added to this process's environment)."""
     result = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                            input=input, stdin=None if input is not None else subprocess.DEVNULL)
+                            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"ella-deploy {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
