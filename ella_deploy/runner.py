@@ -196,7 +196,7 @@ def run_playbook(
 
     cmdline = ["--check"] if check else []
     started = time.monotonic()
-    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.ANSIBLE_DIR / "ansible.cfg")}):
+    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg")}):
         runner = ansible_runner.run(
             private_data_dir=str(private_data_dir),
             ident="run",

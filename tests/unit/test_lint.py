@@ -42,10 +42,10 @@ def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_ansible_lint_production_profile() -> None:
-    # ansible/ansible.cfg puts roles/ and the project's modules on Ansible's paths, as for a run.
+    # ansible.cfg puts roles/ and the project's modules on Ansible's paths, as for a run.
     result = run_linter(
         "ansible-lint", "--profile", "production", "--nocolor", "--format", "pep8",
-        env={"ANSIBLE_CONFIG": str(ROOT / "ansible" / "ansible.cfg")},
+        env={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
     )
     assert_clean(result)
 
