@@ -64,11 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--verify-backup", action="store_true",
                          help="prove the backup by a full restore into a scratch database")
     release.add_argument("--no-broadcast", action="store_true", help="skip the acceptance-test broadcast")
+    release.add_argument("--skip-staging-check", action="store_true",
+                         help="release a major/minor version not yet released on staging (audited)")
     release.add_argument("--notify", action="store_true",
                          help="e-mail the testers that the acceptance test may start (a failed send fails nothing)")
     release.add_argument("--break-lock", metavar="REASON", default="",
                          help="break a deploy lock whose holder is gone (audited)")
     _add_peer_fenced(release)
+
+    rehearse = commands.add_parser("rehearse", help="migrate a copy of the database with VERSION's image: the "
+                                                    "migration time and the predicted downtime, production untouched")
+    rehearse.add_argument("rehearse_version", metavar="VERSION", help="X.Y.Z, staged in archive/releases")
 
     stage = commands.add_parser("stage", help="copy an image and its .sha256 into archive/releases, verified")
     stage.add_argument("image", type=Path, help="path to ella-release-X.Y.Z.sif (its .sha256 beside it)")
@@ -76,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     accept.add_argument("--notify", action="store_true",
                         help="e-mail the users that the new version is in use (a failed send fails nothing)")
     commands.add_parser("history", help="the audit log of the environment")
+    records = commands.add_parser("records", help="change records (Endringskontroll) of non-hotfix releases: "
+                                                  "list, or write VERSION's again")
+    records.add_argument("record_version", nargs="?", metavar="VERSION", help="X.Y.Z to (re)write")
+    records.add_argument("--force", action="store_true", help="overwrite a .docx that was edited by hand")
 
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
     start.add_argument("--host", help="default: the inventory's primary")
@@ -200,10 +210,15 @@ def cmd_release(args: argparse.Namespace) -> int:
         break_lock=args.break_lock,
         fenced_hosts=tuple(args.peer_fenced),
         notify=args.notify,
+        skip_staging_check=args.skip_staging_check,
     )
     release.validate(options)
     inventory = paths.resolve_inventory(args.inventory)
     progress = _progress(args.output)
+    import dataclasses
+
+    options = dataclasses.replace(options, staging_verified=release.staging_verified(
+        inventory, options.skip_staging_check, progress))
     if args.image:
         from ella_deploy import stage
 
@@ -219,6 +234,10 @@ def cmd_release(args: argparse.Namespace) -> int:
         outcome = release.execute(inventory, options, options.request, command, progress)
     else:
         the_plan = release.plan(inventory, options, progress)
+        if the_plan.get("change_kind") != "none":
+            from ella_deploy import history
+
+            the_plan["rehearsal"] = release.last_rehearsal(history.fetch(inventory), the_plan["version"])
         problems = release.plan_problems(the_plan, options)
         if args.check or the_plan["change_kind"] == "none":
             _emit(args.output, release.render_plan(the_plan, options), {"plan": the_plan, "problems": problems})
@@ -239,10 +258,22 @@ def cmd_release(args: argparse.Namespace) -> int:
         "plan": the_plan,
         "errors": outcome.errors,
     }
-    _emit(args.output, release.render_outcome(outcome), summary)
+    if outcome.ok and outcome.record:
+        summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress)
+    _emit(args.output, release.render_outcome(outcome)
+          + (f"\nchange record: {summary['change_record']['docx']}" if summary.get("change_record") else ""), summary)
     if not outcome.ok:
         raise EllaDeployError("release: " + "; ".join(outcome.errors),
                               ExitCode.REFUSED if outcome.refused else ExitCode.FAILED)
+    return ExitCode.OK
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from ella_deploy import release
+
+    outcome = release.rehearse(paths.resolve_inventory(args.inventory), args.rehearse_version,
+                               audit.sanitized_command(args.argv), _progress(args.output))
+    _emit(args.output, release.render_rehearsal(outcome), outcome)
     return ExitCode.OK
 
 
@@ -262,10 +293,52 @@ def cmd_accept(args: argparse.Namespace) -> int:
     record = release.accept(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
                             _progress(args.output), notify=args.notify)
     text = f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated"
+    change_record = _change_record(paths.resolve_inventory(args.inventory), record.get("version"), None)
+    if change_record:
+        text += f"\nchange record: {change_record['docx']}" + (
+            f" ({change_record['note']})" if change_record["note"] else "")
     notice = record.get("notice")
     if notice:
         text += "; users told" if notice.get("sent") else f"; users NOT told ({notice.get('error')}): use `notify done`"
     _emit(args.output, text, record)
+    return ExitCode.OK
+
+
+def _change_record(inventory: Path, version: str | None, progress: Any) -> dict[str, Any] | None:
+    """Write the change record after a release or an acceptance; a failure is reported, not fatal."""
+    from ella_deploy import records
+
+    if not version:
+        return None
+    try:
+        record = records.collect(inventory, version, progress)
+        return records.write(record, records.records_dir(record["environment"]))
+    except EllaDeployError as error:
+        if "hotfix" in error.message:
+            return None
+        print(f"ella-deploy: change record not written: {error.message} (retry: ella-deploy records {version})",
+              file=sys.stderr)
+        return None
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from ella_deploy import records, versions
+
+    inventory = paths.resolve_inventory(args.inventory)
+    if args.record_version is None:
+        listed = records.listing(inventory)
+        lines = [f"{r['finished']}  {r['from_version'] or 'none'} -> {r['version']} ({r['change_kind']})  "
+                 + ((r["record"] + ("" if r["written"] else "  (not written: ella-deploy records "
+                                    f"{r['version']})")) if r["record"] else "hotfix: no change record")
+                 for r in listed]
+        _emit(args.output, "\n".join(lines) or "no releases on record", listed)
+        return ExitCode.OK
+    if not versions.VERSION.match(args.record_version):
+        raise EllaDeployError(f"records: {args.record_version!r} is not X.Y.Z", ExitCode.USAGE)
+    record = records.collect(inventory, args.record_version)
+    written = records.write(record, records.records_dir(record["environment"]), force=args.force)
+    text = f"{written['docx']}\n{written['markdown']}" + (f"\n{written['note']}" if written["note"] else "")
+    _emit(args.output, text, {"record": record, **written})
     return ExitCode.OK
 
 
@@ -444,8 +517,10 @@ HANDLERS = {
     "status": cmd_status,
     "release": cmd_release,
     "stage": cmd_stage,
+    "rehearse": cmd_rehearse,
     "accept": cmd_accept,
     "history": cmd_history,
+    "records": cmd_records,
     "cli": cmd_cli,
     "broadcast": cmd_cli,
     "backup": cmd_backup,

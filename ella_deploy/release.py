@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ella_deploy import audit, versions
+from ella_deploy import audit, paths, versions
 from ella_deploy.errors import EllaDeployError, ExitCode
 from ella_deploy.runner import ProgressCallback, run_playbook
 
@@ -27,6 +27,9 @@ class ReleaseOptions:
     fenced_hosts: tuple[str, ...] = ()
     # Send the acceptance notice to the testers once ELLA is healthy.
     notify: bool = False
+    # Versions released successfully on the environment's staging (None: it names none).
+    staging_verified: tuple[str, ...] | None = None
+    skip_staging_check: bool = False
 
 
 @dataclass
@@ -51,7 +54,29 @@ def validate(options: ReleaseOptions) -> None:
 
 
 def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
-    return {"ella_release_request": options.request, **audit.run_metadata(command, options.fenced_hosts)}
+    return {"ella_release_request": options.request, **audit.run_metadata(command, options.fenced_hosts),
+            "ella_deploy_staging_verified": list(options.staging_verified or ()),
+            "ella_deploy_skip_staging_check": options.skip_staging_check}
+
+
+def staging_verified(inventory: Path, skip: bool, progress: ProgressCallback | None = None) -> tuple[str, ...] | None:
+    """The versions released successfully on the staging the inventory names (read from
+    staging's audit log), or None when it names none. Unreadable is refused unless skipped."""
+    from ella_deploy import history
+
+    name = paths.inventory_setting(inventory, "ella_staging_inventory")
+    if not name or skip:
+        return None
+    if progress:
+        progress(f"Read the releases verified on {name}")
+    try:
+        records = history.fetch(paths.resolve_inventory(str(name)))
+    except EllaDeployError as error:
+        raise EllaDeployError(f"release: cannot read {name}'s audit log to see what was verified there "
+                              f"({error.message}); --skip-staging-check releases anyway (audited)",
+                              ExitCode.REFUSED) from error
+    return tuple(sorted({str(r.get("to_version")) for r in records
+                         if r.get("kind") == "release" and r.get("outcome") == "success"}))
 
 
 def plan(inventory: Path, options: ReleaseOptions, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -69,6 +94,10 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
     problems = []
     if the_plan.get("checksum_problem"):
         problems.append(f"{Path(the_plan['image']).name}: {the_plan['checksum_problem']}")
+    if (options.staging_verified is not None and the_plan.get("change_kind") in ("major", "minor")
+            and the_plan.get("version") not in options.staging_verified):
+        problems.append(f"{the_plan.get('version')} is a {the_plan.get('change_kind')} change with no successful "
+                        "release on staging on record: release it there first, or --skip-staging-check (audited)")
     if the_plan.get("change_kind") == "downgrade" and not options.allow_downgrade:
         problems.append(
             f"{the_plan['version']} is older than the running {the_plan['current_version']} (--allow-downgrade)"
@@ -125,6 +154,13 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
         return "\n".join(lines)
     lines.append("\nsteps:")
     lines += [f"  {number}. {step}" for number, step in enumerate(steps_of(the_plan, options), start=1)]
+    rehearsal = the_plan.get("rehearsal")
+    if rehearsal:
+        when = rehearsal.get("recorded") or rehearsal.get("finished")
+        lines.append(f"\nlast rehearsal  {rehearsal['outcome']} ({when}): backup {float(rehearsal['backup_seconds']):.1f}s, "
+                     f"migrate {float(rehearsal['migration_seconds']):.1f}s on {int(rehearsal['database_bytes']) / 1e6:.1f} MB")
+    elif the_plan["change_kind"] != "none":
+        lines.append(f"\nlast rehearsal  none (ella-deploy rehearse {the_plan['version']})")
     problems = plan_problems(the_plan, options)
     if problems:
         lines.append("\nrefused by pre-flight:")
@@ -200,3 +236,62 @@ def accept(inventory: Path, command: str, progress: ProgressCallback | None = No
     if not result.ok:
         raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
     return dict(result.published["ella_audit_record"])
+
+
+# ---- Rehearsal: the downtime known before the window ----------------------------------------
+
+# Seconds assumed for the steps a rehearsal does not measure when no release is on record.
+ASSUMED_STEPS = {"stop": 1.0, "switch": 0.5, "fixtures": 1.0, "start": 6.0}
+
+
+def predict_downtime(rehearsal: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Downtime = stop + backup + switch + migrate + fixtures + start: backup and migration as
+    the rehearsal measured them, the other steps as the last successful release took them."""
+    last = next((r for r in reversed(records) if r.get("kind") == "release" and r.get("outcome") == "success"
+                 and r.get("steps")), None)
+    taken = {step["name"]: float(step["seconds"]) for step in (last or {}).get("steps", [])}
+    steps = {name: round(taken.get(name, assumed), 2) for name, assumed in ASSUMED_STEPS.items()}
+    steps["backup"] = float(rehearsal["backup_seconds"])
+    steps["migrate"] = float(rehearsal["migration_seconds"])
+    order = ["stop", "backup", "switch", "migrate", "fixtures", "start"]
+    return {"seconds": round(sum(steps[name] for name in order), 1),
+            "steps": {name: steps[name] for name in order},
+            "from": "this rehearsal (backup, migrate) and " + (
+                f"the release of {last.get('to_version')} (other steps)" if last else "assumed values (other steps)")}
+
+
+def rehearse(inventory: Path, version: str, command: str,
+             progress: ProgressCallback | None = None) -> dict[str, Any]:
+    from ella_deploy import history
+
+    if not versions.VERSION.match(version or ""):
+        raise EllaDeployError(f"rehearse: {version!r} is not a version: use MAJOR.MINOR.PATCH", ExitCode.USAGE)
+    extravars = {"ella_rehearse_version": version, **audit.run_metadata(command)}
+    result = run_playbook("rehearse.yml", inventory, extravars=extravars, progress=progress)
+    record = result.published.get("ella_audit_record")
+    if record is None:
+        raise EllaDeployError(f"rehearse: {result.error_summary()}",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
+    outcome = dict(record)
+    if outcome.get("migration_ok"):
+        outcome["predicted_downtime"] = predict_downtime(outcome, history.fetch(inventory))
+    if not result.ok:
+        raise EllaDeployError(f"rehearse: {result.error_summary()}", ExitCode.FAILED)
+    return outcome
+
+
+def render_rehearsal(outcome: dict[str, Any]) -> str:
+    lines = [f"rehearsal of {outcome['version']} on a copy of {outcome['environment']}'s database "
+             f"({int(outcome['database_bytes']) / 1e6:.1f} MB): {outcome['outcome'].upper()}",
+             f"  backup     {float(outcome['backup_seconds']):7.2f}s",
+             f"  restore    {float(outcome['restore_seconds']):7.2f}s  (not part of a release)",
+             f"  migrate    {float(outcome['migration_seconds']):7.2f}s"]
+    predicted = outcome.get("predicted_downtime")
+    if predicted:
+        lines.append(f"predicted downtime {predicted['seconds']:.1f}s ("
+                     + ", ".join(f"{k} {v:.1f}" for k, v in predicted["steps"].items()) + f"; from {predicted['from']})")
+    return "\n".join(lines)
+
+
+def last_rehearsal(records: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    return next((r for r in reversed(records) if r.get("kind") == "rehearsal" and r.get("version") == version), None)

@@ -52,3 +52,18 @@ def test_malformed_requests_are_not_requests(text):
 )
 def test_change_kind(current, target, kind):
     assert versions.change_kind(current, target) == kind
+
+
+def test_predicted_downtime_takes_the_rehearsal_and_the_last_release():
+    from ella_deploy import release
+
+    rehearsal = {"backup_seconds": "1.5", "migration_seconds": "12.0"}
+    last = {"kind": "release", "outcome": "success", "to_version": "2.0.1",
+            "steps": [{"name": "stop", "seconds": 0.9}, {"name": "start", "seconds": 5.5},
+                      {"name": "switch", "seconds": 0.4}, {"name": "fixtures", "seconds": 0.8}]}
+    predicted = release.predict_downtime(rehearsal, [last, {"kind": "accept"}])
+    assert predicted["steps"] == {"stop": 0.9, "backup": 1.5, "switch": 0.4, "migrate": 12.0, "fixtures": 0.8,
+                                  "start": 5.5}
+    assert predicted["seconds"] == 21.1 and "2.0.1" in predicted["from"]
+    assumed = release.predict_downtime(rehearsal, [])
+    assert assumed["steps"]["start"] == release.ASSUMED_STEPS["start"] and "assumed" in assumed["from"]
