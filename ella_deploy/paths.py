@@ -47,3 +47,18 @@ def resolve_inventory(name_or_path: str) -> Path:
         f"unknown inventory {name_or_path!r}: give one of {', '.join(known_inventories())} or a path to one",
         ExitCode.USAGE,
     )
+
+
+def inventory_setting(inventory: Path, name: str) -> object | None:
+    """A plain (untemplated) value of the inventory's group_vars/all, e.g. ella_staging_inventory.
+    For the few settings the CLI needs before any playbook runs."""
+    import yaml  # PyYAML comes with ansible-core; not Ansible itself
+
+    for path in sorted((inventory / "group_vars" / "all").glob("*.yml")):
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # an ansible-vault file: not plain YAML
+        if isinstance(values, dict) and name in values:
+            return values[name]
+    return None

@@ -17,8 +17,29 @@ CLI = [sys.executable, "-m", "ella_deploy"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Tests that take the sandbox down run last, after everything that needs it.
-    items.sort(key=lambda item: item.get_closest_marker("destroys_sandbox") is not None)
+    # The molecule scenarios run in the background from the start (see molecule_scenarios);
+    # their tests come after the others to collect the results. Tests that take the sandbox
+    # down run last, after everything that needs it.
+    items.sort(key=lambda item: (item.get_closest_marker("destroys_sandbox") is not None,
+                                 item.get_closest_marker("molecule") is not None))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def molecule_scenarios(request: pytest.FixtureRequest):
+    """Start the selected molecule scenarios at once, in the background; None if none are selected."""
+    roles = sorted({item.callspec.params["role"] for item in request.session.items
+                    if item.get_closest_marker("molecule") and hasattr(item, "callspec")})
+    if not roles:
+        yield None
+        return
+    from ella_deploy.sandbox import Sandbox, image_tag
+    from tests.molecule.scenarios import Scenarios
+
+    tag = image_tag()
+    Sandbox()._ensure_image(tag)
+    scenarios = Scenarios(tag, roles)
+    yield scenarios
+    scenarios.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,3 +69,38 @@ def sandbox() -> SandboxAccess:
     yield access
     if not existed and not os.environ.get("ELLA_SANDBOX_KEEP"):
         run_cli("sandbox", "down")
+
+
+class Inbox:
+    """What a real SMTP server on loopback received (aiosmtpd), envelope by envelope."""
+
+    def __init__(self) -> None:
+        self.envelopes: list = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp():
+    """An SMTP server on 127.0.0.1; the inventories' sandbox mail settings find it by
+    ELLA_SANDBOX_SMTP_PORT (the env to give run_cli)."""
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, {"ELLA_SANDBOX_SMTP_PORT": str(port)}
+    finally:
+        controller.stop()

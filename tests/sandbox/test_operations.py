@@ -69,7 +69,7 @@ def test_release_with_image_stages_then_releases(prod, tmp_path):
 
 
 def test_accept_takes_down_the_broadcast_and_history_shows_both(prod):
-    released = run_cli("--inventory", "sandbox", "release", "2.1.0", "--yes")
+    released = run_cli("--inventory", "sandbox", "release", "2.1.0", "--yes", "--skip-staging-check")
     assert released.returncode == 0, released.stderr
     assert prod.psql("SELECT count(*) FROM broadcast WHERE active;") == "1"
     accepted = run_cli("--inventory", "sandbox", "accept")

@@ -76,8 +76,11 @@ def stage_fault_image(sandbox, version: str, fault: str) -> None:
         os.chown(path, 1500, 1500)
 
 
-def release(*args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    result = run_cli("--inventory", "sandbox", "--output", "json", "release", *args)
+def release(*args: str, staging_check: bool = False) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """A release on the sandbox's prod. These tests are about the release itself, so by default
+    they skip the staging check (audited); test_production_needs_... covers it."""
+    skip = [] if staging_check else ["--skip-staging-check"]
+    result = run_cli("--inventory", "sandbox", "--output", "json", "release", *args, *skip)
     try:
         summary = json.loads(result.stdout) if result.stdout.strip() else {}
     except ValueError:
@@ -240,7 +243,8 @@ def test_a_held_lock_refuses_a_second_release(prod):
 
 
 def test_concurrent_releases_one_proceeds(prod):
-    command = [sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "2.1.0", "--yes"]
+    command = [sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "2.1.0", "--yes",
+               "--skip-staging-check"]
     first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     second = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = [process.communicate(timeout=600) for process in (first, second)]
@@ -248,9 +252,11 @@ def test_concurrent_releases_one_proceeds(prod):
     records = [r for r in prod.audit_records() if r.get("kind") == "release"]
     assert len(records) == 1 and records[0]["outcome"] == "success", outputs
     assert codes[0] == 0
-    # The other was refused by the lock, or came after and found nothing to do.
+    # The other was refused by the lock, or by its pre-flight guard (which saw the first one's
+    # ELLA mid-change and could not call it stopped), or came after and found nothing to do.
     loser = outputs[[first.returncode, second.returncode].index(codes[1])] if codes[1] else None
-    assert codes[1] == 0 or (codes[1] == 75 and "deploy lock held by" in loser[1]), outputs
+    assert codes[1] == 0 or (codes[1] == 75 and ("deploy lock held by" in loser[1]
+                                                 or "pre-flight: single-active guard says" in loser[1])), outputs
     assert revision(prod) == REVISION["2.1.0"]
     assert len(running_images(prod, "p22-ella-01")) == 1
 
@@ -271,7 +277,8 @@ def test_no_secret_reaches_output_audit_or_artifacts(prod, tmp_path):
     # A secret in the operator's own environment must not be copied into the artifacts either.
     env = dict(os.environ, ELLA_DEPLOY_STATE_DIR=str(tmp_path), PGPASSWORD=secrets[1])
     result = subprocess.run([sys.executable, "-m", "ella_deploy", "-vvv", "--inventory", "sandbox",
-                             "release", "2.1.0", "--yes"], capture_output=True, text=True, env=env, cwd=ROOT)
+                             "release", "2.1.0", "--yes", "--skip-staging-check"],
+                            capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     searched = [("stdout", result.stdout), ("stderr", result.stderr),
                 ("audit", prod.exec("p22-ella-01", f"cat {PROD_ROOT}/deploy/audit.jsonl").stdout)]
@@ -281,3 +288,55 @@ def test_no_secret_reaches_output_audit_or_artifacts(prod, tmp_path):
     for secret in secrets:
         leaks = [name for name, text in searched if secret in text]
         assert leaks == [], f"secret found in {leaks}"
+
+
+def test_production_needs_the_version_on_staging_first(prod):
+    run_cli("sandbox", "reset", "sandbox-staging", check=True)
+    refused, _ = release("2.1.0", "--yes", staging_check=True)
+    assert refused.returncode == 75
+    assert "2.1.0 is a minor change with no successful release on sandbox-staging on record" in refused.stderr
+    assert revision(prod) == REVISION["2.0.0"]
+
+    # What a CI job runs for a tag: staging, no terminal, no prompt, a JSON summary, exit 0.
+    staged = subprocess.run([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox-staging", "--output", "json",
+                             "release", "2.1.0", "--yes"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "TERM"}, timeout=600)
+    assert staged.returncode == 0, staged.stderr
+    summary = json.loads(staged.stdout)
+    assert (summary["version"], summary["outcome"]) == ("2.1.0", "success")
+    assert summary["downtime_seconds"] > 0 and [s["name"] for s in summary["record"]["steps"]][:2] == [
+        "configure", "stop"]
+
+    released, summary = release("2.1.0", "--yes", staging_check=True)
+    assert released.returncode == 0, released.stderr
+    assert summary["record"]["staging_check"] == {"required": True, "verified": True, "skipped": False}
+    assert revision(prod) == REVISION["2.1.0"]
+
+
+def test_rehearsal_predicts_the_downtime_and_leaves_production_alone(prod):
+    before, pid = data_fingerprint(prod), running_images(prod, "p22-ella-01")
+    rehearsed = run_cli("--inventory", "sandbox", "--output", "json", "rehearse", "2.1.0")
+    assert rehearsed.returncode == 0, rehearsed.stderr
+    outcome = json.loads(rehearsed.stdout)
+    assert outcome["migration_ok"] is True and float(outcome["migration_seconds"]) > 0
+    predicted = outcome["predicted_downtime"]
+    assert sorted(predicted["steps"]) == sorted(["stop", "backup", "switch", "migrate", "fixtures", "start"])
+    assert predicted["seconds"] == round(sum(predicted["steps"].values()), 1)
+
+    def untouched():
+        assert revision(prod) == REVISION["2.0.0"] and data_fingerprint(prod) == before
+        assert running_images(prod, "p22-ella-01") == pid
+        assert prod.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_rehearse\\_%';", "postgres") == "0"
+        assert prod.exec("p22-ella-01", f"ls -A {PROD_ROOT}/backups | grep -c rehearse", check=False).stdout.strip() == "0"
+
+    untouched()
+    plan = run_cli("--inventory", "sandbox", "release", "2.1.0", "--check", "--skip-staging-check")
+    assert "last rehearsal  success" in plan.stdout
+
+    stage_fault_image(prod, "2.1.1", "migration-fails")
+    failed = run_cli("--inventory", "sandbox", "rehearse", "2.1.1")
+    assert failed.returncode == 2
+    assert "the migrations failed on the copy; production is untouched" in failed.stderr
+    untouched()
+    assert [r["outcome"] for r in prod.audit_records() if r["kind"] == "rehearsal"] == ["success", "failed"]
+    assert run_cli("--inventory", "sandbox", "rehearse", "2.1").returncode == 64

@@ -7,34 +7,10 @@ import email.policy
 import socket
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.conftest import run_cli
 
 USERS = ["EGG", "EKG", "EHD", "SAK", "ELL", "asglan", "lretters", "uxatjr", "yngsej"]
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, {"ELLA_SANDBOX_SMTP_PORT": str(port)}
-    finally:
-        controller.stop()
 
 
 def message_of(envelope) -> email.message.EmailMessage:
