@@ -217,8 +217,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     progress = _progress(args.output)
     import dataclasses
 
-    options = dataclasses.replace(options, staging_verified=release.staging_verified(
-        inventory, options.skip_staging_check, progress))
+    verified, staging_error = release.staging_verified(inventory, options.skip_staging_check, progress)
+    options = dataclasses.replace(options, staging_verified=verified, staging_error=staging_error)
     if args.image:
         from ella_deploy import stage
 
@@ -316,9 +316,12 @@ def _change_record(inventory: Path, version: str | None, progress: Any) -> dict[
     except EllaDeployError as error:
         if "hotfix" in error.message:
             return None
-        print(f"ella-deploy: change record not written: {error.message} (retry: ella-deploy records {version})",
-              file=sys.stderr)
-        return None
+        reason = error.message
+    except Exception as error:  # noqa: BLE001 - the release is done; the record must not hide that
+        reason = f"{error.__class__.__name__}: {error}"
+    print(f"ella-deploy: change record not written: {reason} (retry: ella-deploy records {version})",
+          file=sys.stderr)
+    return None
 
 
 def cmd_records(args: argparse.Namespace) -> int:
@@ -437,9 +440,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
         argv = connection.ssh(remote.follow_argv(connection, operations.log_file(args.program, host), args.lines),
                               tty=False)
         try:
-            remote.run(argv)
+            returncode = remote.run(argv)
         except KeyboardInterrupt:
-            pass
+            return ExitCode.OK
+        if returncode != 0:
+            raise EllaDeployError(f"logs: following {operations.log_file(args.program, host)} on {host} ended "
+                                  f"with exit code {returncode}", ExitCode.FAILED)
         return ExitCode.OK
     result = operations.logs(inventory, host, args.program, args.lines)
     lines = result["lines"]
@@ -464,7 +470,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     inventory = paths.resolve_inventory(args.inventory)
     progress = _progress(args.output)
     if args.command == "report-tsd":
-        if not args.summary.strip() or "\n" in args.summary:
+        if not args.summary.strip() or not args.summary.isprintable() or (args.at and not args.at.isprintable()):
             raise EllaDeployError("report-tsd: give the summary as one line", ExitCode.USAGE)
         notice = notify.compose(inventory, "tsd", args.send, at=args.at, summary=args.summary.strip(),
                                 attachments=notify.tsd_attachments(inventory), progress=progress)

@@ -272,6 +272,13 @@ def load(path: Path) -> TaskScript:
         control = _transaction_control(statement)
         if control:
             raise EllaDeployError(f"{shown} line {statement.line}: {control}: {NO_TRANSACTIONS}", ExitCode.USAGE)
+        words = [statement.text[start:end].upper() for start, end in _tokens(statement.text)]
+        if words[:1] == ["COPY"] and {"STDIN", "STDOUT"} & set(words):
+            # COPY FROM STDIN would read the rest of the run (our COMMIT/ROLLBACK too) as data;
+            # COPY TO STDOUT would print rows, which never leave the host.
+            raise EllaDeployError(f"{shown} line {statement.line}: COPY ... STDIN/STDOUT is not allowed: "
+                                  "load or export data with a table the script fills, or with psql by hand",
+                                  ExitCode.USAGE)
     return TaskScript(path=resolved, task_dir=task_dir, date=date, name=named.group("name"),
                       sha256=hashlib.sha256(data).hexdigest(), text=text, statements=tuple(statements))
 
@@ -370,7 +377,10 @@ def psql_input(script: TaskScript, commit: bool, lock_timeout: str = "5s",
 
     lock_timeout keeps a dry run from queueing behind (and in front of) ELLA's users for long.
     """
-    lines = ["\\set ON_ERROR_STOP on", "\\pset pager off", "\\timing on", "BEGIN;",
+    # VERBOSITY terse and no notices: psql's errors (which come back) carry no DETAIL or CONTEXT
+    # with row values in them, and RAISE NOTICE output stays on the host.
+    lines = ["\\set ON_ERROR_STOP on", "\\set VERBOSITY terse", "\\pset pager off", "\\timing on", "BEGIN;",
+             "SET LOCAL client_min_messages = warning;",
              f"SET LOCAL lock_timeout = '{lock_timeout}';", f"SET LOCAL statement_timeout = '{statement_timeout}';"]
     for statement in script.statements:
         # `;` on a line of its own: the statement may end in a -- comment.

@@ -17,6 +17,8 @@ NEEDS_VERSION = ("release", "acceptance", "done")
 
 def validate(kind: str, at: str | None, version: str | None) -> None:
     """Bad input is refused before anything runs."""
+    if at and not at.isprintable():
+        raise EllaDeployError("notify: --at must be one line of text", ExitCode.USAGE)
     if kind in NEEDS_TIME and not (at or "").strip():
         raise EllaDeployError(f"notify {kind}: say when with --at, e.g. --at \"fredag 28. november kl. 16–18\"",
                               ExitCode.USAGE)
@@ -39,13 +41,30 @@ def compose(inventory: Path, kind: str, send: bool, *, at: str = "", version: st
     return dict(notice)
 
 
+def redacted(measured: dict[str, Any]) -> dict[str, Any]:
+    """The checklist as TSD may read it: counts, times and states, no text that can carry
+    patient data (query text, uiexception messages, log lines)."""
+    import copy
+
+    measured = copy.deepcopy(measured)
+    database = measured.get("database") or {}
+    for query in database.get("long_running") or []:
+        query["query"] = "(not shown)"
+    for exception in database.get("uiexceptions_newest") or []:
+        exception["message"] = "(not shown)"
+    log = (measured.get("api") or {}).get("log") or {}
+    if log.get("newest_server_error"):
+        log["newest_server_error"] = "(not shown)"
+    return measured
+
+
 def tsd_attachments(inventory: Path) -> list[dict[str, str]]:
     """`check` and `status` as text, as they are now; what could not run says why."""
     from ella_deploy import check, status
 
     attachments = []
     try:
-        measured = check.measure(inventory)
+        measured = redacted(check.measure(inventory))
         attachments.append({"filename": "ella-check.txt", "content": check.render_text(check.evaluate(measured), measured)})
     except EllaDeployError as error:
         attachments.append({"filename": "ella-check.txt", "content": f"check could not run: {error.message}\n"})

@@ -119,7 +119,11 @@ def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
     published = result.published.get("ella_db_task_results") or {}
     outcome = {"task": script.label, "sha256": script.sha256, "mode": "commit" if commit else "dry-run",
                "review": task["review"], **published}
-    if not result.ok:
+    if not result.ok and commit and published.get("ok"):
+        # The transaction committed; what failed came after it (the audit record, the lock).
+        raise EllaDeployError(f"db-task {script.label}: COMMITTED, but then: {result.error_summary()}; "
+                              "do not run it again", ExitCode.FAILED)
+    if not result.ok or not published.get("ok"):
         statements = published.get("statements") or []
         failed = next((s for s in statements if s.get("tag") is None), None)
         where = f"statement {failed['number']} (line {failed['line']}): " if failed else ""

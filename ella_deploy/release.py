@@ -29,6 +29,7 @@ class ReleaseOptions:
     notify: bool = False
     # Versions released successfully on the environment's staging (None: it names none).
     staging_verified: tuple[str, ...] | None = None
+    staging_error: str = ""
     skip_staging_check: bool = False
 
 
@@ -56,27 +57,29 @@ def validate(options: ReleaseOptions) -> None:
 def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
     return {"ella_release_request": options.request, **audit.run_metadata(command, options.fenced_hosts),
             "ella_deploy_staging_verified": list(options.staging_verified or ()),
+            "ella_deploy_staging_error": options.staging_error,
             "ella_deploy_skip_staging_check": options.skip_staging_check}
 
 
-def staging_verified(inventory: Path, skip: bool, progress: ProgressCallback | None = None) -> tuple[str, ...] | None:
+def staging_verified(inventory: Path, skip: bool,
+                     progress: ProgressCallback | None = None) -> tuple[tuple[str, ...] | None, str]:
     """The versions released successfully on the staging the inventory names (read from
-    staging's audit log), or None when it names none. Unreadable is refused unless skipped."""
+    staging's audit log; None when it names none or the check is skipped), and why it could
+    not be read. Unreadable counts as nothing verified: a hotfix goes on, a major or minor
+    release is refused by the pre-flight, which says why."""
     from ella_deploy import history
 
     name = paths.inventory_setting(inventory, "ella_staging_inventory")
     if not name or skip:
-        return None
+        return None, ""
     if progress:
         progress(f"Read the releases verified on {name}")
     try:
         records = history.fetch(paths.resolve_inventory(str(name)))
     except EllaDeployError as error:
-        raise EllaDeployError(f"release: cannot read {name}'s audit log to see what was verified there "
-                              f"({error.message}); --skip-staging-check releases anyway (audited)",
-                              ExitCode.REFUSED) from error
+        return (), f"{name}'s audit log could not be read: {error.message}"
     return tuple(sorted({str(r.get("to_version")) for r in records
-                         if r.get("kind") == "release" and r.get("outcome") == "success"}))
+                         if r.get("kind") == "release" and r.get("outcome") == "success"})), ""
 
 
 def plan(inventory: Path, options: ReleaseOptions, progress: ProgressCallback | None = None) -> dict[str, Any]:
@@ -97,7 +100,8 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
     if (options.staging_verified is not None and the_plan.get("change_kind") in ("major", "minor")
             and the_plan.get("version") not in options.staging_verified):
         problems.append(f"{the_plan.get('version')} is a {the_plan.get('change_kind')} change with no successful "
-                        "release on staging on record: release it there first, or --skip-staging-check (audited)")
+                        "release on staging on record: release it there first, or --skip-staging-check (audited)"
+                        + (f" ({options.staging_error})" if options.staging_error else ""))
     if the_plan.get("change_kind") == "downgrade" and not options.allow_downgrade:
         problems.append(
             f"{the_plan['version']} is older than the running {the_plan['current_version']} (--allow-downgrade)"

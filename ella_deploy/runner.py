@@ -36,6 +36,8 @@ INHERITED_ENVIRONMENT = (
     "ELLA_SANDBOX_DIR",
     # The port of the sandbox's loopback SMTP server (tests).
     "ELLA_SANDBOX_SMTP_PORT",
+    # How many extra ELLA VMs the sandbox has (the growth benchmark).
+    "ELLA_SANDBOX_EXTRA_HOSTS",
     # A path, not a secret: where ansible-vault's password file is.
     "ANSIBLE_VAULT_PASSWORD_FILE",
 )
@@ -105,6 +107,20 @@ ProgressCallback = Callable[[str], None]
 # Ansible's verbosity for every run of this process (the CLI's -v count). Verbose output
 # goes to the run's artifacts, never to the terminal.
 VERBOSITY = 0
+
+
+def literal(value: Any) -> Any:
+    """Extra vars as data, never as templates: Ansible renders the strings of extra vars, so a
+    `{{`, `{%` or `{#` in text the CLI hands over (a statement of a db-task, a reviewer from
+    git, a log line in a TSD report, a broadcast) would run as Jinja on this machine. Every
+    `{` becomes the expression `{{ '{' }}`, which renders back to `{`."""
+    if isinstance(value, str):
+        return value.replace("{", "{{ '{' }}")
+    if isinstance(value, Mapping):
+        return {key: literal(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [literal(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
@@ -202,7 +218,7 @@ def run_playbook(
             ident="run",
             playbook=str(playbook_path),
             inventory=str(inventory),
-            extravars=dict(extravars or {}),
+            extravars=literal(dict(extravars or {})),
             limit=limit,
             cmdline=" ".join(cmdline) or None,
             verbosity=(verbosity or VERBOSITY) or None,

@@ -13,6 +13,7 @@ testbed/singularity.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import shutil
 import socket
@@ -94,7 +95,17 @@ def hosts() -> list[SandboxHost]:
             by_name[name] = SandboxHost(name, hostvars["ansible_host"], "db")
         for name, hostvars in (groups.get("ella_hosts", {}).get("hosts") or {}).items():
             by_name[name] = SandboxHost(name, hostvars["ansible_host"], "ella", env.inventory, env.root)
-    return sorted(by_name.values(), key=lambda h: h.address)
+        if env.inventory == "sandbox":
+            for name, address in extra_hosts().items():
+                by_name[name] = SandboxHost(name, address, "ella", env.inventory, env.root)
+    return sorted(by_name.values(), key=lambda h: tuple(int(part) for part in h.address.split(".")))
+
+
+def extra_hosts() -> dict[str, str]:
+    """The benchmark's extra ELLA VMs of the sandbox (ELLA_SANDBOX_EXTRA_HOSTS=N), named and
+    addressed as inventories/sandbox/extra_hosts.py lists them to Ansible."""
+    count = int(os.environ.get("ELLA_SANDBOX_EXTRA_HOSTS") or 0)
+    return {f"p22-ella-x{number:02d}": f"10.213.22.{30 + number}" for number in range(1, count + 1)}
 
 
 def image_tag() -> str:

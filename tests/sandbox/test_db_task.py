@@ -101,15 +101,27 @@ def test_db_task_dry_run_review_and_commit(fresh, tmp_path):
     assert "Diag-0\t" in listing and "-fixed" not in listing
 
 
-def test_db_task_that_fails_changes_nothing(fresh, tmp_path):
+def test_db_task_that_fails_changes_nothing_and_shows_no_row(fresh, tmp_path):
     write_clinical_data(fresh, count=2)
     script = task(tmp_path, "20261126_broken",
-                  "UPDATE analysis SET genepanel = 'gone';\nSELECT * FROM no_such_table;\n")
+                  "UPDATE analysis SET genepanel = '{{ 7*6 }} {% raw %}';\n"
+                  "DO $$ BEGIN RAISE NOTICE 'notice-%', (SELECT name FROM analysis LIMIT 1); END $$;\n"
+                  "INSERT INTO analysis (name, genepanel) SELECT name, 'x' FROM analysis;\n")
     failed = db_task(script)
     assert failed.returncode == 2
-    assert "statement 2 (line 2)" in failed.stderr and 'ERROR:  relation "no_such_table" does not exist' in failed.stderr
-    assert fresh.psql("SELECT count(*) FROM analysis WHERE genepanel = 'gone';") == "0"
-    assert fresh.audit_records()[-1]["outcome"] == "failed"
+    assert "statement 3 (line 3)" in failed.stderr
+    assert 'ERROR:  duplicate key value violates unique constraint "analysis_name_key"' in failed.stderr
+    assert fresh.psql("SELECT count(*) FROM analysis WHERE genepanel LIKE '{{%';") == "0"
+    record = fresh.audit_records()[-1]
+    assert record["outcome"] == "failed"
+    # Text from the script is data: the braces reach the audit record as written.
+    assert record["statements"][0]["summary"] == "UPDATE analysis SET genepanel = '{{ 7*6 }} {% raw %}'"
+    # Neither the notice nor the key in the error's DETAIL (both row values) left the host.
+    state = Path(os.environ.get("ELLA_DEPLOY_STATE_DIR") or Path.home() / ".local/state/ella-deploy")
+    for value in ("notice-Diag-", "(name)=(Diag-"):
+        assert value not in failed.stderr + failed.stdout + json.dumps(record)
+        leaked = subprocess.run(["grep", "-rlF", value, str(state)], capture_output=True, text=True)
+        assert leaked.stdout == "", leaked.stdout
 
 
 @pytest.mark.parametrize(("folder", "sql", "message"), [

@@ -35,6 +35,10 @@ def test_psql_reads_every_table_and_cannot_write(fresh):
                                                                "CREATE TABLE scratch (x int);\n")
     assert "permission denied for schema public" in created.stderr
 
+    # psql's password file holds the read-only login alone: no way over to ELLA's own login.
+    switched = run_cli("--inventory", "sandbox", "psql",
+                       input="\\c - ella\nINSERT INTO broadcast (message) VALUES ('x');\n")
+    assert switched.returncode == 2 and "no password supplied" in switched.stderr
     assert fresh.psql("SELECT count(*) FROM broadcast;") == "0"
     assert fresh.psql("SELECT count(*) FROM analysis WHERE name = 'x';") == "0"
     assert fresh.psql("SELECT to_regclass('public.scratch') IS NULL;") == "t"

@@ -447,7 +447,8 @@ def test_psql_input_wraps_the_script_in_one_transaction(tmp_path):
     path.write_text("UPDATE a SET b = 1 -- why\n  -- more\n  , c = 2 -- a comment ends the statement\n;\nSELECT 1")
     script = dbtask.load(path)
     dry = dbtask.psql_input(script, commit=False).splitlines()
-    assert dry[:4] == ["\\set ON_ERROR_STOP on", "\\pset pager off", "\\timing on", "BEGIN;"]
+    assert dry[:5] == ["\\set ON_ERROR_STOP on", "\\set VERBOSITY terse", "\\pset pager off", "\\timing on", "BEGIN;"]
+    assert "SET LOCAL client_min_messages = warning;" in dry
     assert dry[-2:] == [f"\\echo {sqlrun.MARKER} end", "ROLLBACK;"]
     # Comments inside a statement stay; the terminator stands on a line of its own.
     assert dry[dry.index(";") - 3:dry.index(";")] == ["UPDATE a SET b = 1 -- why", "  -- more", "  , c = 2"]
@@ -474,3 +475,21 @@ def test_output_filter_keeps_no_select_rows():
     keep = re.compile(sqlrun.OUTPUT_FILTER)
     assert all(keep.search(line) for line in ["@@ella-task 2", "UPDATE 3", "(1 row)", "Time: 0.4 ms", "INSERT 0 1"])
     assert not any(keep.search(line) for line in [" 4f1c2a9e | Diag-0", "-------+----", " name ", "Diag-0"])
+
+
+@pytest.mark.parametrize("sql", ["COPY analysis FROM STDIN;", "copy analysis (name) from stdin with (format csv);",
+                                 "-- export\nCOPY (SELECT * FROM analysis) TO STDOUT;"])
+def test_copy_through_psql_is_refused(tmp_path, sql):
+    path = tmp_path / "20261125_copy" / "copy.sql"
+    path.parent.mkdir()
+    path.write_text("SELECT 1;\n" + sql + "\n")
+    with pytest.raises(EllaDeployError, match="COPY ... STDIN/STDOUT is not allowed") as refused:
+        dbtask.load(path)
+    assert refused.value.exit_code == ExitCode.USAGE
+
+
+def test_copy_to_a_file_on_the_server_and_the_word_in_strings_are_allowed(tmp_path):
+    path = tmp_path / "20261125_copy" / "copy.sql"
+    path.parent.mkdir()
+    path.write_text("UPDATE analysis SET name = 'COPY FROM STDIN';\nCOPY analysis TO '/tmp/analysis.csv';\n")
+    assert len(dbtask.load(path).statements) == 2

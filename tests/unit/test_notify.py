@@ -72,3 +72,21 @@ def test_notice_bad_input(args, message):
     result = run_cli(*args)
     assert result.returncode == 64
     assert message in result.stderr
+
+
+def test_tsd_sees_counts_and_states_not_patient_data():
+    from ella_deploy import notify
+
+    measured = {"database": {"long_running": [{"pid": 7, "seconds": 400.0, "query": "SELECT * FROM patient WHERE x"}],
+                             "uiexceptions_newest": [{"time": "t", "message": "Ola Nordmann 010190"}]},
+                "api": {"log": {"requests": 3, "newest_server_error": '"GET /api/v1/patients/010190"'}}}
+    shown = notify.redacted(measured)
+    text = str(shown)
+    assert "patient" not in text and "010190" not in text and "Ola" not in text
+    assert shown["database"]["long_running"][0]["seconds"] == 400.0 and shown["api"]["log"]["requests"] == 3
+    assert measured["database"]["long_running"][0]["query"].startswith("SELECT")  # the caller's copy untouched
+
+
+def test_one_line_only():
+    assert run_cli("notify", "down", "--at", "i dag\nBcc: x@y").returncode == 64
+    assert run_cli("report-tsd", "treg\nBcc: x@y").returncode == 64

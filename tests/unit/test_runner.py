@@ -111,3 +111,25 @@ def test_a_failed_task_is_a_host_failure(local_run) -> None:
     ]
     assert result.stats["localhost"]["failures"] == 1
     assert os.environ["VAULT_TOKEN"] == SECRETS["VAULT_TOKEN"]
+
+
+def test_extra_vars_are_data_not_templates(tmp_path):
+    """What a CLI hands over renders back to itself, whatever braces it holds."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ella_deploy.runner import literal
+
+    text = "a {{ 7*6 }} {% if true %}X{% endif %} {# c #} {{ lookup('pipe','id') }} '{{1,2},{3,4}}' }} {"
+    playbook = tmp_path / "p.yml"
+    playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.copy:\n        content: \"{{ x }}|{{ y[0].z }}\"\n"
+                        f"        dest: {tmp_path / 'out'}\n")
+    (tmp_path / "ev.json").write_text(json.dumps(literal({"x": text, "y": [{"z": text}], "n": 3})))
+    done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
+                           str(playbook), "-e", f"@{tmp_path / 'ev.json'}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "out").read_text() == f"{text}|{text}"
+    assert literal({"n": 3, "b": True, "none": None}) == {"n": 3, "b": True, "none": None}
