@@ -227,7 +227,11 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
                                                      f"NOT sent ({notice.get('error')}): send it with `notify`"))
     if record.get("backup"):
         backup = record["backup"]
-        lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, sha256 {backup['sha256'][:16]}...)")
+        if backup.get("sha256"):
+            lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, "
+                         f"sha256 {backup['sha256'][:16]}...)")
+        else:  # a release that stopped before its checksum was taken (after ELLA was back)
+            lines.append(f"backup {backup['path']}")
     return "\n".join(lines)
 
 
