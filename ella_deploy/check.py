@@ -126,6 +126,14 @@ def _need(mapping: Any, key: str, what: str | None = None) -> float:
     return value
 
 
+def _percent(mapping: Any, part: str, whole: str) -> tuple[float, float, float]:
+    """mapping[part], mapping[whole] and the one as a percentage of the other."""
+    value, total = _need(mapping, part), _need(mapping, whole)
+    if total <= 0:
+        raise _Unknown(f"{whole} not measured (got {mapping.get(whole)!r})")
+    return value, total, 100 * value / total
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -282,11 +290,7 @@ def _host_checks(host: str, facts: Any, thresholds: dict[str, Any]) -> list[Chec
 
     def memory() -> Check:
         rule = _rule(thresholds, "memory_available_percent", "below", "%")
-        total = _need(facts, "mem_total_kb")
-        available = _need(facts, "mem_available_kb")
-        if total <= 0:
-            raise _Unknown(f"mem_total_kb not measured (got {facts.get('mem_total_kb')!r})")
-        percent = 100 * available / total
+        available, total, percent = _percent(facts, "mem_available_kb", "mem_total_kb")
         return Check("memory", host, rule.state(percent),
                      f"{_n(percent)}% available ({_gb(available * 1024)} of {_gb(total * 1024)})", rule.text(),
                      perf={f"memory_{host}": rule.perf(round(percent, 2), "%")})
@@ -301,11 +305,7 @@ def _host_checks(host: str, facts: Any, thresholds: dict[str, Any]) -> list[Chec
 
         def one_disk(disk: dict[str, Any] = disk, label: str = label) -> Check:
             rule = _rule(thresholds, "disk_free_percent", "below", "%")
-            free = _need(disk, "free_bytes")
-            total = _need(disk, "total_bytes")
-            if total <= 0:
-                raise _Unknown(f"total_bytes not measured (got {disk.get('total_bytes')!r})")
-            percent = 100 * free / total
+            free, total, percent = _percent(disk, "free_bytes", "total_bytes")
             return Check(f"disk {label}", host, rule.state(percent),
                          f"{_n(percent)}% free ({_gb(free)} of {_gb(total)})", rule.text(),
                          _one_line(disk.get("path") or ""), {f"disk_{label}_{host}": rule.perf(round(percent, 2), "%")})
@@ -323,11 +323,7 @@ def _database_checks(database: Any, thresholds: dict[str, Any]) -> list[Check]:
 
     def connections() -> Check:
         rule = _rule(thresholds, "db_connections_percent", "at_or_above", "%")
-        used = _need(database, "connections")
-        most = _need(database, "max_connections")
-        if most <= 0:
-            raise _Unknown(f"max_connections not measured (got {database.get('max_connections')!r})")
-        percent = 100 * used / most
+        used, most, percent = _percent(database, "connections", "max_connections")
         return Check("database connections", None, rule.state(percent),
                      f"{_n(percent)}% ({int(used)} of {int(most)})", rule.text(),
                      perf={"db_connections": rule.perf(round(percent, 2), "%")})
