@@ -402,15 +402,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
     record = operations.backup(paths.resolve_inventory(args.inventory), args.verify_restore,
                                audit.sanitized_command(args.argv), _progress(args.output))
     backup = record.get("backup") or {}
-    text = f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, sha256 {backup.get('sha256')})"
-    counts = backup.get("row_counts") or {}
-    if backup.get("verified_restore"):
-        text += f"\nrestore verified: {counts.get('tables')} tables, {counts.get('rows')} rows restored"
-        if counts.get("differences"):
-            text += ("; rows written while ELLA ran and the dump was taken (table: [live, restored]): "
-                     + json.dumps(counts["differences"], sort_keys=True))
-        else:
-            text += ", every table's row count matches the live database"
+    text = (f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, sha256 {backup.get('sha256')})"
+            f"\n{backup.get('tables')} tables, {backup.get('rows')} rows at revision {backup.get('revision')}; "
+            f"verified: {backup.get('verified')}")
     _emit(args.output, text, record)
     return ExitCode.OK
 

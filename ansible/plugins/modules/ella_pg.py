@@ -1,0 +1,165 @@
+#!/usr/bin/python
+"""Ansible module: ELLA's database operations that must be all or nothing."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ella_pg
+short_description: Back up, verify, copy, restore and swap ELLA's database, all or nothing
+description:
+  - C(backup) dumps the database (pg_dump, an exported snapshot) and writes a manifest beside
+    the dump with every table's row count in that snapshot; then reads the whole dump back.
+  - C(verify) reads a dump back completely (pg_restore to /dev/null); with C(full), restores
+    it into a scratch database, compares every table's row count with the manifest, drops it.
+  - C(restore) restores a dump into a scratch database, proves it complete against the
+    manifest, then puts it in place of the live database by renaming both in one
+    transaction. A missing, truncated or damaged dump leaves the live database untouched.
+  - C(copy) makes a copy of the live database on the server (CREATE DATABASE ... TEMPLATE),
+    C(swap) renames a copy into the live database's place (one transaction), C(drop) drops a
+    database ella-deploy made; C(state) reads the revision, size and sessions.
+  - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
+options:
+  action:
+    type: str
+    required: true
+    choices: [backup, verify, restore, copy, swap, drop, state]
+  url:
+    description: libpq URL of the live database, without a password.
+    type: str
+    required: true
+  pgpassfile:
+    type: path
+    required: true
+  path:
+    description: The dump (backup, verify, restore).
+    type: path
+  database:
+    description: The other database (copy target, swap replacement, drop, backup source).
+    type: str
+  keep_as:
+    description: Name the replaced live database keeps (swap, restore).
+    type: str
+  keep_replaced:
+    description: Keep the replaced live database after a restore.
+    type: bool
+    default: true
+  format:
+    type: str
+    choices: [custom, directory]
+    default: custom
+  jobs:
+    type: int
+    default: 1
+  full:
+    description: verify by a full restore into a scratch database.
+    type: bool
+    default: false
+  checksum:
+    description: Also take the dump's sha256 and size (backup).
+    type: bool
+    default: true
+"""
+
+RETURN = r"""
+backup:
+  description: path, format, manifest (revision, row counts), sha256, size_bytes, seconds.
+  returned: action=backup
+  type: dict
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_pg import (
+    PgError, Server, checksum, dump, read_manifest, restore, restore_into, stamp,
+    verify_readable,
+)
+
+
+def do_backup(module, server):
+    params = module.params
+    manifest = dump(server, params["path"], database=params["database"], dump_format=params["format"],
+                    jobs=params["jobs"])
+    verify_seconds = verify_readable(server, params["path"])
+    result = {"path": params["path"], "format": params["format"], "database": manifest["database"],
+              "revision": manifest["revision"], "tables": manifest["tables"], "rows": manifest["rows"],
+              "dump_seconds": manifest["dump_seconds"], "verify_seconds": verify_seconds,
+              "verified": "read back completely", "sha256": None, "size_bytes": None}
+    if params["checksum"]:
+        result["sha256"], result["size_bytes"] = checksum(params["path"])
+    if params["full"]:
+        result.update(do_verify_full(server, params["path"]))
+    return result
+
+
+def do_verify_full(server, path):
+    manifest = read_manifest(path) or {}
+    scratch = "%s_verify_%s" % (server.database, stamp())
+    started = time.monotonic()
+    counts = restore_into(server, path, scratch, manifest.get("row_counts"))
+    server.drop(scratch)
+    return {"verified": "restored completely into a scratch database, row counts equal",
+            "verify_restore_seconds": round(time.monotonic() - started, 2),
+            "tables": len(counts), "rows": sum(counts.values())}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            action=dict(type="str", required=True,
+                        choices=["backup", "verify", "restore", "copy", "swap", "drop", "state"]),
+            url=dict(type="str", required=True),
+            pgpassfile=dict(type="path", required=True),
+            path=dict(type="path"),
+            database=dict(type="str"),
+            keep_as=dict(type="str"),
+            keep_replaced=dict(type="bool", default=True),
+            format=dict(type="str", choices=["custom", "directory"], default="custom"),
+            jobs=dict(type="int", default=1),
+            full=dict(type="bool", default=False),
+            checksum=dict(type="bool", default=True),
+        ),
+        required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
+                     ("action", "restore", ["path"]), ("action", "copy", ["database"]),
+                     ("action", "swap", ["database", "keep_as"]), ("action", "drop", ["database"])],
+        supports_check_mode=False,
+    )
+    params = module.params
+    try:
+        server = Server(params["url"], params["pgpassfile"])
+        action = params["action"]
+        if action == "state":
+            module.exit_json(changed=False, state={
+                "database": server.database, "exists": server.exists(server.database),
+                "revision": server.revision(), "size_bytes": server.size(),
+                "sessions": len(server.sessions(server.database))})
+        if action == "backup":
+            module.exit_json(changed=True, backup=do_backup(module, server))
+        if action == "verify":
+            result = {"path": params["path"], "verify_seconds": verify_readable(server, params["path"]),
+                      "verified": "read back completely"}
+            if params["full"]:
+                result.update(do_verify_full(server, params["path"]))
+            module.exit_json(changed=False, verify=result)
+        if action == "restore":
+            module.exit_json(changed=True, restore=restore(server, params["path"], params["keep_replaced"]))
+        if action == "copy":
+            started = time.monotonic()
+            server.copy(server.database, params["database"])
+            module.exit_json(changed=True, copy={"database": params["database"],
+                                                 "seconds": round(time.monotonic() - started, 2)})
+        if action == "swap":
+            server.swap(params["database"], params["keep_as"])
+            module.exit_json(changed=True, swap={"live": server.database, "from": params["database"],
+                                                 "replaced_kept_as": params["keep_as"]})
+        if action == "drop":
+            existed = server.exists(params["database"])
+            server.drop(params["database"])
+            module.exit_json(changed=existed)
+    except PgError as error:
+        module.fail_json(msg=str(error))
+
+
+if __name__ == "__main__":
+    main()
