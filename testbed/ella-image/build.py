@@ -261,10 +261,17 @@ def build_base(suite: str, packages: list[str], tmp: Path) -> None:
 # Layer 2: the virtualenv
 
 
-def lock_requirements(lock: dict) -> str:
+def lock_overrides(lock_sha256: str) -> dict:
+    """Pins of a lock that cannot be installed here, replaced (lock-overrides.json says why)."""
+    overrides = json.loads((HERE / "lock-overrides.json").read_text())
+    return overrides.get(lock_sha256, {}).get("replace", {})
+
+
+def lock_requirements(lock: dict, replace: dict) -> str:
     """pip requirements (with hashes and markers) for Pipfile.lock's `default` section."""
     lines = []
     for name, spec in sorted(lock["default"].items()):
+        spec = {**spec, **replace.get(name, {})}
         if "version" not in spec or not spec.get("hashes"):
             raise BuildError(f"Pipfile.lock: {name} has no pinned version with hashes")
         line = f"{name}{spec['version']}"
@@ -282,6 +289,8 @@ SUPERVISOR_SED = r"s/(actions = \[)(.*?)(, clearlog)(.*)/\1\2\4/g"
 def build_venv(base_rootfs: Path, lock_bytes: bytes, builder: list[str], tmp: Path) -> None:
     """/dist/ella-python from the lock's pins, made inside an overlay of the base root."""
     lock = json.loads(lock_bytes)
+    lock_sha256 = hashlib.sha256(lock_bytes).hexdigest()
+    replace = lock_overrides(lock_sha256)
     result = tmp / "result"
     result.mkdir()
     log = result / "build.log"
@@ -289,7 +298,7 @@ def build_venv(base_rootfs: Path, lock_bytes: bytes, builder: list[str], tmp: Pa
         with chroot_mounts(root, network=True):
             in_root(root, "apt-get", "update", log=log)
             in_root(root, "apt-get", "install", "-y", "--no-install-recommends", *builder, log=log)
-            (root / "tmp/requirements.txt").write_text(lock_requirements(lock))
+            (root / "tmp/requirements.txt").write_text(lock_requirements(lock, replace))
             in_root(root, "python3", "-m", "venv", "/dist/ella-python", log=log)
             in_root(root, "/dist/ella-python/bin/pip", "install", "--no-cache-dir",
                     "--disable-pip-version-check", "--require-hashes",
@@ -315,8 +324,8 @@ def build_venv(base_rootfs: Path, lock_bytes: bytes, builder: list[str], tmp: Pa
     os.rename(upper / "dist/ella-python", layer / "ella-python")
     subprocess.run(["chown", "-R", f"{ELLA_UID}:{ELLA_UID}", str(layer)], check=True)
     (result / "manifest.json").write_text(json.dumps(
-        {"pipfile_lock_sha256": hashlib.sha256(lock_bytes).hexdigest(),
-         "requires": lock["_meta"].get("requires"), "freeze": freeze.splitlines()},
+        {"pipfile_lock_sha256": lock_sha256, "requires": lock["_meta"].get("requires"),
+         "replaced": replace, "freeze": freeze.splitlines()},
         indent=1) + "\n")
     remove_tree(tmp / "overlay")
 
@@ -697,6 +706,11 @@ def build_image(version: str, archive: Path, info: dict, base_rootfs: Path, venv
         })
         if fault:
             labels["org.ella-deploy.testbed.fault"] = fault
+        lock = json.loads(info["members"]["Pipfile.lock"])
+        for name, spec in sorted(lock_overrides(hashlib.sha256(info["members"]["Pipfile.lock"]).hexdigest()).items()):
+            labels[f"org.ella-deploy.testbed.pipfile-lock-override.{name}"] = "; ".join(
+                f"{field} {value!r} instead of {lock['default'][name].get(field, '')!r}"
+                for field, value in spec.items() if field != "hashes")
         write(meta / "labels.json", json.dumps(dict(sorted(labels.items())), indent="\t"), 0o644, epoch)
         write(meta / "Singularity", f"bootstrap: docker\nfrom: {ELLA_REGISTRY_IMAGE}:{tag}\n", 0o644, epoch)
         write(meta / "docker-config.json", json.dumps(
@@ -822,7 +836,9 @@ def build(version: str, sources: Path, cache: Cache, fault: str | None) -> Path:
     packages = recipe_packages(f"base-{suite}.packages")
     builder = recipe_packages("builder.packages")
     base_key = key_of("base", suite, "\n".join(packages), function_source(build_base))
+    replace = lock_overrides(record["lock_sha256"])
     venv_key = key_of("venv", base_key, record["lock_sha256"], "\n".join(builder),
+                      json.dumps(replace, sort_keys=True),
                       function_source(build_venv, lock_requirements), SUPERVISOR_SED)
     patch = (HERE / "faults" / f"{fault}.patch").read_bytes() if fault else b""
     image_key = key_of("image", venv_key, digest, patch, function_source(
