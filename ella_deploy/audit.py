@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import shlex
 import socket
@@ -77,4 +78,6 @@ def run_metadata(command: str, fenced_hosts: Sequence[str] = ()) -> dict[str, An
         "ella_deploy_operator": operator(),
         "ella_deploy_command": command,
         "ella_deploy_fenced_hosts": list(fenced_hosts),
+        # The lock names this process as its holder: `recover` on this machine can tell it ended.
+        "ella_deploy_controller_pid": os.getpid(),
     }

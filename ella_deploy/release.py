@@ -97,6 +97,12 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
     problems = []
     if the_plan.get("checksum_problem"):
         problems.append(f"{Path(the_plan['image']).name}: {the_plan['checksum_problem']}")
+    if the_plan.get("image_problem"):
+        problems.append(f"the new image says: {the_plan['image_problem']}")
+    journal = the_plan.get("journal") or {}
+    if journal.get("open"):
+        problems.append(f"the release of {journal.get('version')} stopped in phase {journal.get('phase')}: "
+                        "run `ella-deploy recover` first")
     if (options.staging_verified is not None and the_plan.get("change_kind") in ("major", "minor")
             and the_plan.get("version") not in options.staging_verified):
         problems.append(f"{the_plan.get('version')} is a {the_plan.get('change_kind')} change with no successful "
@@ -113,14 +119,17 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
 
 
 def steps_of(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
+    """The release's steps as the operator reads them, in the order they run."""
     host = the_plan["host"]
+    image = Path(the_plan["image"]).name
     steps = [
         "take the deploy lock; check again that no other host runs ELLA",
-        "render ops/supervisor/supervisor.cfg (reload supervisord only if it changed)",
+        "render ops/supervisor/supervisor.cfg (every start applies it)",
         f"stop ELLA on {host}  <- downtime starts",
-        "pg_dump the database, verify it"
-        + (" by a full restore into a scratch database" if options.verify_backup else " (pg_restore --list)"),
-        f"switch ella-prod/ella.sif -> ella-release-{the_plan['version']}.sif",
+        f"rollback point: copy the database on its server ({int(the_plan.get('database_bytes') or 0) / 1e6:.0f} MB, "
+        "CREATE DATABASE ... TEMPLATE)",
+        f"switch ella-prod/ella.sif -> {image}"
+        + (" and ella_config.yml -> the one the new image checked" if the_plan.get("config_changed") else ""),
     ]
     if the_plan.get("migrations_pending"):
         steps.append(
@@ -129,11 +138,15 @@ def steps_of(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
     if the_plan.get("fixtures_changed"):
         steps.append(f"update {', '.join(the_plan['fixtures_changed'])} with ella-cli")
     steps += [
-        f"start ELLA on {host}; health gate: RUNNING and /api/v1/config/ reports {the_plan['version']}  <- downtime ends",
+        f"check again that no other host runs ELLA; start ELLA on {host}; health gate: its programs RUNNING, "
+        f"/api/v1/config/ answers, it runs {image}  <- downtime ends, the release is live",
     ]
     if options.broadcast:
         steps.append("post the acceptance-test broadcast")
-    steps.append("write the audit record; release the lock (on failure: roll back, then record)")
+    steps.append("dump the rollback point (the procedure's backup), read it back completely"
+                 + (", restore it into a scratch database" if options.verify_backup else ""))
+    steps.append("write the audit record; release the lock (a failure before go-live rolls back; after it, "
+                 "nothing restores data)")
     return steps
 
 
@@ -143,15 +156,19 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
         + (f" on {', '.join(the_plan['active_hosts'])}" if the_plan.get("active_hosts") else "") + ")",
         f"requested       {the_plan['request']} -> {the_plan['version']}",
         f"image           {the_plan['image']}"
-        + (" (sha256 ok)" if not the_plan.get("checksum_problem") else f" ({the_plan['checksum_problem']})"),
+        + (f" ({the_plan['checksum_problem']})" if the_plan.get("checksum_problem")
+           else f" (sha256 {str(the_plan.get('image_sha256') or '')[:16]}..., {the_plan.get('image_sha256_source')})"),
         f"current         {the_plan.get('current_version') or 'none'}",
         f"change          {the_plan['change_kind']}" + ("  (hotfix)" if the_plan["change_kind"] == "patch" else ""),
         "migrations      "
         + ("pending" if the_plan.get("migrations_pending") else "none pending" if the_plan.get("migrations_pending") is False
            else "unknown (image not checked)"),
         f"fixtures        {', '.join(the_plan.get('fixtures_changed') or []) or 'unchanged'}",
+        f"configuration   {'changes (checked by the new image)' if the_plan.get('config_changed') else 'unchanged'}",
         f"database        {int(the_plan.get('database_bytes') or 0) / 1e6:.1f} MB; "
-        f"{int(the_plan.get('free_bytes') or 0) / 1e9:.1f} GB free on the shared storage",
+        f"{int(the_plan.get('free_bytes') or 0) / 1e9:.1f} GB free for its backup; "
+        + (f"{int(the_plan['db_server_free_bytes']) / 1e9:.1f} GB free on its server"
+           if the_plan.get("db_server_free_bytes") not in (None, "") else "its server's free space not known here"),
     ]
     if the_plan["change_kind"] == "none":
         lines.append("\nnothing to do: this version is already live")
@@ -214,13 +231,20 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
             return f"nothing to do: ELLA {outcome.plan.get('version')} is already live"
         return "release refused before anything changed"
     lines = [
-        f"release {record['from_version'] or 'none'} -> {record['to_version']} on {record['environment']} "
-        f"({record['host']}): {record['outcome'].upper()}",
+        f"release {record.get('from_version') or outcome.plan.get('current_version') or 'none'} -> "
+        f"{record.get('to_version') or outcome.plan.get('version')} on {record.get('environment')} "
+        f"({record.get('host')}): {str(record.get('outcome')).upper()}",
     ]
+    if record.get("failure") and not record.get("rollback"):
+        lines.append(f"failed: {record['failure'].get('task')}: {record['failure'].get('message')}")
     if record.get("downtime_seconds") is not None:
         lines.append(f"downtime {record['downtime_seconds']:.1f}s")
     for step in record.get("steps", []):
-        lines.append(f"  {step['name']:<14}{step['seconds']:>8.1f}s")
+        lines.append(f"  {step['name']:<16}{step['seconds']:>8.1f}s" + (f"  {step['state']}" if step.get("state") else ""))
+    if record.get("rollback"):
+        lines.append(f"rollback: {record['rollback'].get('summary') or record['rollback']}")
+    for error in record.get("after_live_errors") or []:
+        lines.append(f"after go-live (the release stands, nothing was restored): {error['task']}: {error['message']}")
     notice = record.get("notice")
     if notice:
         lines.append(f"{notice['kind']} notice " + ("sent" if notice.get("sent") else
@@ -229,7 +253,7 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
         backup = record["backup"]
         if backup.get("sha256"):
             lines.append(f"backup {backup['path']} ({int(backup['size_bytes']) / 1e6:.1f} MB, "
-                         f"sha256 {backup['sha256'][:16]}...)")
+                         f"sha256 {backup['sha256'][:16]}...; {backup.get('verified')})")
         else:  # a release that stopped before its checksum was taken (after ELLA was back)
             lines.append(f"backup {backup['path']}")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ up on disk.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import sys
@@ -210,15 +211,23 @@ def run_playbook(
             published.update(data.get("artifact_data") or {})
         return True
 
+    # Extra vars go to ansible-playbook as a file (-e @env/extravars, 0600), never on its
+    # command line: ps shows that, and ansible-runner keeps it in artifacts/*/command.
+    extravars_file = private_data_dir / "env" / "extravars"
+    extravars_file.parent.mkdir(mode=0o700)
+    extravars_file.touch(mode=0o600)
+    extravars_file.write_text(json.dumps(literal(dict(extravars or {}))))
     cmdline = ["--check"] if check else []
     started = time.monotonic()
-    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg")}):
+    # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless the caller set it, and that
+    # overrides ansible.cfg: hosts would answer with any key. Pinned keys are checked, always.
+    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg"),
+                                "ANSIBLE_HOST_KEY_CHECKING": "True"}):
         runner = ansible_runner.run(
             private_data_dir=str(private_data_dir),
             ident="run",
             playbook=str(playbook_path),
             inventory=str(inventory),
-            extravars=literal(dict(extravars or {})),
             limit=limit,
             cmdline=" ".join(cmdline) or None,
             verbosity=(verbosity or VERBOSITY) or None,
@@ -228,6 +237,8 @@ def run_playbook(
             event_handler=on_event,
         )
     seconds = time.monotonic() - started
+    # What the run was given may be data (a db-task's statements): not kept beyond the run.
+    extravars_file.unlink(missing_ok=True)
     _rotate(run_root)
 
     stats: dict[str, dict[str, int]] = {}

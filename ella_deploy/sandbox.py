@@ -5,9 +5,10 @@ is the one description of the sandbox; this module only makes it real. Everythin
 sandbox owns is labelled (containers), named (network) or under one state directory
 (keys, known_hosts, secrets, shared storage), so `down` can remove exactly that.
 
-Two stand-ins take the place of what cannot be had here (see testbed/README.md): the ELLA
-image is a zipapp built by testbed/build_standin.py, and `singularity` on the hosts is
-testbed/singularity.
+ELLA is real: its release images are built from ELLA's own source archives
+(../shared/ella, or $ELLA_SOURCES) by testbed/ella-image/build.py, cached by content. One
+stand-in takes the place of what Debian 12 does not package: `singularity` on the hosts is
+testbed/singularity (see testbed/README.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +34,13 @@ LABEL = "ella-deploy.sandbox"
 CONTAINER_PREFIX = "ella-sandbox-"
 IMAGE_REPOSITORY = "localhost/ella-sandbox-host"
 INVENTORIES = ("sandbox", "sandbox-staging")
-# Stand-in releases staged in every environment's archive/releases.
-STAGED_VERSIONS = ("2.0.0", "2.0.1", "2.1.0", "2.2.0")
+# ELLA's real releases, staged in every environment's archive/releases as ELLA names them.
+STAGED_VERSIONS = ("1.16.5", "1.17.0", "1.17.1", "1.17.2")
 # What the sandbox runs after `up`: production's state before a release.
-INITIAL_VERSION = "2.0.0"
+INITIAL_VERSION = "1.16.5"
+# The site's fixtures (gene panels, user groups, filter configs, users) come from the test data
+# of this release's source, into ELLA's data directory (fixtures/).
+FIXTURES_FROM = "1.16.5"
 # Gives a fresh environment its first release (testbed/playbooks/seed.yml).
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
@@ -167,7 +172,7 @@ class Sandbox:
         step("containers", lambda: self._ensure_containers(tag))
         step("ssh", self._wait_for_ssh)
         step("database server", self._provision_database)
-        step("stand-in images", self._stage_images)
+        step("ELLA images", self._stage_images)
         step("hosts (ansible)", self._configure_hosts)
         return timings
 
@@ -184,38 +189,47 @@ class Sandbox:
 
     def reset(self, inventory: str = "sandbox") -> None:
         """Back to the state after `up`: INITIAL_VERSION running on the primary, a fresh
-        database, no lock, no backups, no audit log, only the staged stand-in images."""
+        database, no lock, no journal, no backups, no audit log, only the staged images."""
         env = next((e for e in environments() if e.inventory == inventory), None)
         if env is None:
             raise EllaDeployError(f"sandbox reset: no sandbox environment {inventory!r}", ExitCode.USAGE)
         config = f"{env.root}/ops/supervisor/supervisor.cfg"
         for host in self.hosts:
             if host.storage == env.inventory:
+                # Everything ELLA on the host, however started: the runtime parents and
+                # what runs inside the image (a stray ELLA started by a test as well).
                 _podman(
-                    "exec", "--user", "ella", host.container, "sh", "-c",
-                    f"supervisorctl -c {config} stop all >/dev/null 2>&1; pkill -f '[.]sif run'; true",
+                    "exec", "--user", "root", host.container, "sh", "-c",
+                    f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1; "
+                    # (bracketed first letters: the patterns must not match this shell itself)
+                    "pkill -f '^Singularity runtime parent'; pkill -f '[a]pi.main:app|[s]rc/api/polling.py|"
+                    "[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket'; "
+                    "for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent' >/dev/null || break; "
+                    "sleep 0.5; done; pkill -9 -f '^Singularity runtime parent'; true",
                 )
         db_host = next(h for h in self.hosts if h.role == "db")
+        # The database and everything a release made beside it (rollback points, scratch copies).
         _podman(
             "exec", "--interactive", "--user", "postgres", db_host.container,
             "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
-            input_text=f'DROP DATABASE IF EXISTS "{env.db_name}" WITH (FORCE);\n'
+            input_text=f"SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database "
+                       f"WHERE datname = '{env.db_name}' OR datname LIKE '{env.db_name}\\_%' \\gexec\n"
                        f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}";\n',
         )
         storage = self.storage_dir(env.inventory)
-        for relative in ("ella-prod/ella.sif", "deploy", "backups", "ops/fixtures"):
+        for relative in ("ella-prod/ella.sif", "ella-prod/data", "deploy", "backups"):
             path = storage / relative
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.is_dir():
                 shutil.rmtree(path)
-        staged = {f"ella-release-{v}.sif{suffix}" for v in STAGED_VERSIONS for suffix in ("", ".sha256")}
+        staged = {f"ella-release-v{v}.sif" for v in STAGED_VERSIONS}
         for image in (storage / "archive" / "releases").iterdir():
             if image.name not in staged:
                 image.unlink()
         self._stage_images()
         # The hosts keep their configuration (site.yml); only the first release is seeded again.
-        self._configure_hosts(only=env.inventory, playbooks=(SEED_PLAYBOOK,))
+        self._configure_hosts(only=env.inventory, playbooks=("site.yml", SEED_PLAYBOOK))
 
     def status(self) -> list[dict[str, str]]:
         states = self._container_states()
@@ -262,7 +276,9 @@ class Sandbox:
             if not key.exists():
                 _keygen(key, f"root@{host.name}")
             key_type, public_key = key.with_suffix(".pub").read_text().split()[:2]
-            known_hosts.append(f"{host.name} {key_type} {public_key}")
+            # By name and by address: Ansible connects to the address (ansible_host), also when
+            # a task is delegated to another host.
+            known_hosts.append(f"{host.name},{host.address} {key_type} {public_key}")
         (self.ssh_dir / "known_hosts").write_text("\n".join(known_hosts) + "\n")
 
         secrets_dir = self.secret_path("x").parent
@@ -310,6 +326,8 @@ class Sandbox:
             "--ip", host.address,
             # catatonit as PID 1 reaps what supervisord and sshd leave behind.
             "--init",
+            # FUSE: the singularity stand-in mounts ELLA's squashfs image with squashfuse.
+            "--device", "/dev/fuse",
             "--env", f"SANDBOX_ROLE={host.role}",
             "--volume", f"{self.state_dir / 'hostkeys' / host.name}:/etc/ssh/host_keys:ro",
             "--volume", f"{self.state_dir / 'authorized_keys'}:/etc/ssh/authorized_keys:ro",
@@ -370,23 +388,49 @@ class Sandbox:
         )
 
     def _stage_images(self) -> None:
-        cache = self.state_dir / "images"
-        cache.mkdir(exist_ok=True)
-        missing = [v for v in STAGED_VERSIONS if not (cache / f"ella-release-{v}.sif").exists()]
-        if missing:
-            build_standin_images(cache, missing)
+        """ELLA's real releases into every environment's archive/releases, as ELLA publishes
+        them (ella-release-vX.Y.Z.sif, no checksum file), and the site's fixtures into ELLA's
+        data directory."""
+        built = build_ella_images(STAGED_VERSIONS, progress=self.progress)
         for env in environments():
-            releases = self.storage_dir(env.inventory) / "archive" / "releases"
+            storage = self.storage_dir(env.inventory)
+            releases = storage / "archive" / "releases"
             for directory in (releases.parent, releases):
                 directory.mkdir(exist_ok=True)
                 shutil.chown(directory, SERVICE_UID, SERVICE_UID)
             for version in STAGED_VERSIONS:
-                for name in (f"ella-release-{version}.sif", f"ella-release-{version}.sif.sha256"):
-                    target = releases / name
-                    if not target.exists():
-                        shutil.copyfile(cache / name, target)
-                        shutil.chown(target, SERVICE_UID, SERVICE_UID)
-                        target.chmod(0o644)
+                source, target = built[version], releases / f"ella-release-v{version}.sif"
+                if not target.exists() or target.stat().st_size != source.stat().st_size:
+                    copy_image(source, target)
+            self._stage_fixtures(storage / "ella-prod" / "data" / "fixtures")
+
+    def _stage_fixtures(self, fixtures: Path) -> None:
+        """The site's own fixture files (ELLA's layout, /data/fixtures in the image): the test
+        data of ELLA's source, as a lab keeps its gene panels, user groups, filter configs."""
+        if (fixtures / "usergroups.json").exists():
+            return
+        import tarfile
+
+        archive = ella_sources() / f"ella-v{FIXTURES_FROM}.tar.gz"
+        prefix = f"ella-v{FIXTURES_FROM}/src/vardb/testdata/"
+        wanted = {"usergroups.json", "filterconfigs.json", "users.json"}
+        fixtures.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if not member.name.startswith(prefix) or not member.isfile():
+                    continue
+                relative = member.name[len(prefix):]
+                if relative in wanted:
+                    target = fixtures / relative
+                elif relative.startswith("clinicalGenePanels/") and relative.count("/") == 2:
+                    target = fixtures / "genepanels" / relative.split("/", 1)[1]
+                else:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as source:
+                    target.write_bytes(source.read())
+        for path in [fixtures.parent.parent, fixtures.parent, *fixtures.rglob("*"), fixtures]:
+            shutil.chown(path, SERVICE_UID, SERVICE_UID)
 
     def _configure_hosts(
         self, only: str | None = None, playbooks: tuple[str | Path, ...] = ("site.yml", SEED_PLAYBOOK)
@@ -436,13 +480,43 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
-def build_standin_images(out_dir: Path, versions: list[str] | tuple[str, ...], fault: str | None = None) -> None:
-    """Build ELLA stand-in images (testbed/build_standin.py) into out_dir."""
-    import sys
+def ella_sources() -> Path:
+    """Where ELLA's source archives are: $ELLA_SOURCES, else ../shared/ella beside the project."""
+    return Path(os.environ.get("ELLA_SOURCES") or paths.PROJECT_ROOT.parent / "shared" / "ella")
 
-    command = [sys.executable, str(paths.TESTBED_DIR / "build_standin.py"), "--out", str(out_dir), *versions]
+
+def image_cache() -> Path:
+    """Built ELLA images, kept across `sandbox down` (keyed by content): .cache/ella-images."""
+    return Path(os.environ.get("ELLA_IMAGE_CACHE") or paths.PROJECT_ROOT / ".cache" / "ella-images")
+
+
+def build_ella_images(versions, fault: str | None = None, progress: Progress | None = None) -> dict[str, Path]:
+    """version -> image file, built from ELLA's source archives by testbed/ella-image/build.py
+    (cached by content: instant when built before)."""
+    command = [sys.executable, str(paths.TESTBED_DIR / "ella-image" / "build.py"), "--sources", str(ella_sources()),
+               "--cache", str(image_cache())]
     if fault:
         command += ["--fault", fault]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise EllaDeployError(f"building stand-in images failed: {result.stderr.strip()}", ExitCode.ENVIRONMENT)
+    started = time.monotonic()
+    process = subprocess.Popen([*command, *versions], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr_lines = []
+    for line in process.stderr:
+        stderr_lines.append(line.rstrip())
+        if progress and time.monotonic() - started > 2:
+            progress(line.rstrip())
+    stdout = process.stdout.read()
+    if process.wait() != 0:
+        tail = "\n".join(stderr_lines[-12:])
+        raise EllaDeployError(f"building ELLA images failed:\n{tail}", ExitCode.ENVIRONMENT)
+    import json
+
+    return {version: Path(path) for version, path in json.loads(stdout).items()}
+
+
+def copy_image(source: Path, target: Path) -> None:
+    """A staged image is the service user's own file, as an upload to archive/releases is."""
+    temporary = target.with_name(target.name + ".part")
+    subprocess.run(["cp", "--reflink=auto", str(source), str(temporary)], check=True)
+    shutil.chown(temporary, SERVICE_UID, SERVICE_UID)
+    temporary.chmod(0o644)
+    temporary.rename(target)

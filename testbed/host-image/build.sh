@@ -50,8 +50,10 @@ install -m 0644 "$here/sshd_config" "$rootfs/etc/ssh/sshd_config"
 install -d -m 0755 "$rootfs/etc/ssh/host_keys" "$rootfs/etc/ssh/authorized_keys"
 
 install -m 0755 "$here/sandbox-init" "$rootfs/usr/local/sbin/sandbox-init"
-# Stand-in for Singularity, which Debian 12 does not package (see testbed/README.md).
+# Stand-in for Singularity, which Debian 12 does not package (see testbed/README.md), and
+# the directory Singularity mounts a container's session on.
 install -m 0755 "$testbed/singularity" "$rootfs/usr/local/bin/singularity"
+install -d -m 0755 "$rootfs/var/lib/singularity/mnt/session"
 
 # PostgreSQL: reachable from the sandbox network with passwords, as the site's DB server is.
 if [ ! -d "$rootfs/etc/postgresql/15/main" ]; then

@@ -1,7 +1,7 @@
 """Filters of the ella-deploy playbooks: the CLI's own rules, loaded from ella_deploy/.
 
 The single-active rule, version resolution and audit step timing are written once, in
-ella_deploy/guard.py, versions.py, audit.py and sqlrun.py (standard library only). This plugin loads those files by
+ella_deploy/guard.py, versions.py, audit.py, journal.py and sqlrun.py (standard library only). This plugin loads those files by
 path, so a plain `ansible-playbook` or AWX run of this repository applies exactly the
 rules the CLI does, without ella_deploy being installed.
 """
@@ -26,15 +26,18 @@ def _load(name):
 
 
 def ella_release_resolve(filenames, request):
-    """Newest staged version matching `request` (X.Y.Z, 2.x, 2.3.x): {version, error}."""
+    """Newest staged version matching `request` (X.Y.Z, 1.x, 1.17.x): {version, file, error}."""
     versions = _load("versions")
+    files = versions.files_by_version(list(filenames))
     try:
-        return {"version": versions.resolve(request, versions.versions_in(list(filenames))), "error": ""}
+        version = versions.resolve(request, sorted(files, key=versions.parse))
+        return {"version": version, "file": files[version], "error": ""}
     except versions.VersionError as error:
-        return {"version": "", "error": str(error)}
+        return {"version": "", "file": "", "error": str(error)}
 
 
 def ella_release_versions(filenames):
+    """Versions of the release files among `filenames` (paths or link targets), oldest first."""
     versions = _load("versions")
     return versions.versions_in(list(filenames))
 
@@ -80,6 +83,18 @@ def ella_downtime(marks, finished=None):
     return _load("audit").downtime_seconds(list(marks or []), None if finished is None else float(finished))
 
 
+def ella_journal_summary(journal):
+    return _load("journal").summary(journal or None)
+
+
+def ella_release_steps(marks, journal, finished):
+    return _load("journal").release_steps(list(marks or []), journal or None, float(finished))
+
+
+def ella_release_downtime(steps, finished=None):
+    return _load("journal").downtime_seconds(list(steps or []), None if finished is None else float(finished))
+
+
 def ella_sql_results(stdout, statements):
     """Per statement of a db-task run: command tag, rows, milliseconds (from psql's marked output)."""
     return _load("sqlrun").parse_output(list(statements or []), stdout or "")
@@ -90,6 +105,13 @@ def ella_count_differences(live, restored):
     live, restored = dict(live or {}), dict(restored or {})
     return {table: [live.get(table), restored.get(table)] for table in sorted(set(live) | set(restored))
             if live.get(table) != restored.get(table)}
+
+
+def ella_fixtures_changed(now, recorded, order):
+    """Fixtures (in apply order) whose file exists and whose checksum is not the one recorded
+    at their last apply."""
+    now, recorded = dict(now or {}), dict(recorded or {})
+    return [name for name in order if now.get(name) and now.get(name) != recorded.get(name)]
 
 
 class FilterModule:
@@ -105,4 +127,8 @@ class FilterModule:
             "ella_downtime": ella_downtime,
             "ella_sql_results": ella_sql_results,
             "ella_count_differences": ella_count_differences,
+            "ella_journal_summary": ella_journal_summary,
+            "ella_fixtures_changed": ella_fixtures_changed,
+            "ella_release_steps": ella_release_steps,
+            "ella_release_downtime": ella_release_downtime,
         }

@@ -6,132 +6,91 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: ella_lock
-short_description: Take, release or read the deploy lock of an ELLA environment
+short_description: Take, renew, release or read the deploy lock of an ELLA environment
 description:
-  - The lock is a directory created with mkdir(2), which is atomic on local and NFS
-    file systems, holding holder.json (who, where, when, what, and a random token).
-  - A second taker is refused with the holder named. A lock is only released by the
-    token that took it; a stale lock is only broken when break_reason is given, and the
-    broken holder is returned for the audit record.
+  - The lock is a directory created with mkdir(2), atomic on local and NFS file systems,
+    holding holder.json (who, from which controller and process, since when, the lease) and
+    a heartbeat file its holder renews (state=heartbeat, and the long-running ella-deploy
+    modules while they run).
+  - A second taker is refused with the holder named. Only the token that took the lock
+    renews or releases it. With break_reason, a held lock is broken only when its holder is
+    gone (no heartbeat within the lease, or controller_gone and no heartbeat for a while),
+    by a compare-and-swap rename; the broken holder is returned for the audit record.
 options:
   path:
     description: Lock directory.
     type: path
     required: true
   state:
-    description: present takes the lock, absent releases it, query only reads it.
+    description: present takes the lock, absent releases it, heartbeat renews it, query reads it.
     type: str
-    choices: [present, absent, query]
+    choices: [present, absent, heartbeat, query]
     default: present
   holder:
-    description: Who takes the lock (operator, controller, command, inventory, version).
+    description: Who takes the lock (operator, controller, controller_pid, command, environment, version).
     type: dict
     default: {}
   token:
-    description: Token returned when the lock was taken; required for state=absent.
+    description: The holder's secret, made by the caller; required but for query.
     type: str
+  lease_seconds:
+    description: A lock not renewed for this long has no holder any more.
+    type: int
+    default: 90
   break_reason:
-    description: Break an existing lock first (operator's explicit decision).
+    description: Break a lock whose holder is gone first (the operator's reason, audited).
+    type: str
+  controller_gone:
+    description: What the caller's controller knows - the holder's process on it has ended.
     type: str
 """
 
-import datetime
-import json
-import os
-import secrets
-import shutil
-
 from ansible.module_utils.basic import AnsibleModule
-
-
-def read_holder(path):
-    try:
-        with open(os.path.join(path, "holder.json")) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        # mkdir happened, holder.json not yet (or unreadable): still held.
-        return {"operator": "unknown", "note": "lock directory without readable holder.json"}
-
-
-def describe(holder):
-    return "%s on %s since %s (%s)" % (
-        holder.get("operator", "?"), holder.get("controller", "?"),
-        holder.get("since", "?"), holder.get("command", "?"),
-    )
-
-
-def public(holder):
-    """The holder as others may see it: never the token that releases the lock."""
-    return {key: value for key, value in holder.items() if key != "token"}
-
-
-def take(module, path, holder):
-    held = os.path.isdir(path)
-    breaking = bool(module.params["break_reason"]) and held
-    if module.check_mode:
-        if held and not breaking:
-            module.fail_json(msg="deploy lock held by " + describe(read_holder(path)), holder=public(read_holder(path)))
-        module.exit_json(changed=True, token=None, broken=public(read_holder(path)) if breaking else None)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    broken = None
-    if breaking:
-        broken = public(read_holder(path))
-        broken["break_reason"] = module.params["break_reason"]
-        # Kept beside the lock for the record; the suffix is unique even within one second.
-        os.rename(path, "%s.broken-%s-%s" % (
-            path, datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%S"), secrets.token_hex(4)))
-    try:
-        os.mkdir(path, 0o750)
-    except FileExistsError:
-        holder_now = read_holder(path)
-        module.fail_json(
-            msg="deploy lock held by %s; if that run is gone, break the lock explicitly (--break-lock REASON)"
-            % describe(holder_now),
-            holder=public(holder_now),
-        )
-    record = dict(holder)
-    record["token"] = secrets.token_hex(16)
-    record["since"] = datetime.datetime.utcnow().replace(microsecond=0).isoformat() + "Z"
-    record["pid"] = os.getpid()
-    temporary = os.path.join(path, ".holder.json.tmp")
-    with open(temporary, "w") as handle:
-        json.dump(record, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(temporary, os.path.join(path, "holder.json"))
-    module.exit_json(changed=True, token=record["token"], holder=public(record), broken=broken)
-
-
-def release(module, path, token):
-    if not os.path.isdir(path):
-        module.exit_json(changed=False, msg="lock not held")
-    holder = read_holder(path)
-    if holder.get("token") != token:
-        module.fail_json(msg="deploy lock is held by someone else: " + describe(holder), holder=public(holder))
-    if not module.check_mode:
-        shutil.rmtree(path)
-    module.exit_json(changed=True)
+from ansible.module_utils.ella_lock import (
+    LockError, heartbeat_age, holder_gone, public, read_holder, release, renew, take,
+)
+import os
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
-            state=dict(type="str", choices=["present", "absent", "query"], default="present"),
+            state=dict(type="str", choices=["present", "absent", "heartbeat", "query"], default="present"),
             holder=dict(type="dict", default={}),
             token=dict(type="str", no_log=True),
+            lease_seconds=dict(type="int", default=90),
             break_reason=dict(type="str"),
+            controller_gone=dict(type="str"),
         ),
-        required_if=[("state", "absent", ["token"])],
+        required_if=[("state", "present", ["token"]), ("state", "absent", ["token"]),
+                     ("state", "heartbeat", ["token"])],
         supports_check_mode=True,
     )
-    path = module.params["path"]
-    if module.params["state"] == "query":
-        held = os.path.isdir(path)
-        module.exit_json(changed=False, held=held, holder=public(read_holder(path)) if held else None)
-    if module.params["state"] == "absent":
-        release(module, path, module.params["token"])
-    take(module, path, module.params["holder"])
+    params = module.params
+    path = params["path"]
+    try:
+        if params["state"] == "query":
+            held = os.path.isdir(path)
+            holder = read_holder(path) if held else None
+            age = heartbeat_age(path) if held else None
+            module.exit_json(changed=False, held=held, holder=public(holder) if held else None,
+                             heartbeat_age=None if age is None else round(age, 1),
+                             gone=holder_gone(holder, age, params["controller_gone"]) if held else None)
+        if module.check_mode:
+            module.exit_json(changed=False)
+        if params["state"] == "heartbeat":
+            renew(path, params["token"])
+            module.exit_json(changed=False)
+        if params["state"] == "absent":
+            module.exit_json(changed=release(path, params["token"]))
+        record, broken = take(path, params["holder"], params["token"], params["lease_seconds"],
+                              params["break_reason"] or "", params["controller_gone"])
+        module.exit_json(changed=True, holder=record, broken=broken)
+    except LockError as error:
+        module.fail_json(msg=str(error), holder=error.holder)
+    except OSError as error:
+        module.fail_json(msg="deploy lock %s: %s" % (path, error))
 
 
 if __name__ == "__main__":

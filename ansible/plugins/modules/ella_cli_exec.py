@@ -1,0 +1,95 @@
+#!/usr/bin/python
+"""Ansible module: one ella-cli command inside an ELLA image, as ELLA runs."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ella_cli_exec
+short_description: Run ella-cli in an ELLA image with ELLA's binds and environment
+description:
+  - Runs C(singularity exec [binds] IMAGE ella-cli ARGS) with ELLA's environment (the
+    ella_run role's one definition), text on stdin for ELLA's reason prompts.
+  - C(expect) reads the output of the commands ella-deploy relies on, because ELLA exits 0
+    when it did nothing; C(compare) reads C(database compare), which exits 1 on a mismatch
+    and on a crash alike.
+options:
+  image:
+    type: path
+    required: true
+  args:
+    type: list
+    elements: str
+    default: []
+  singularity_args:
+    type: list
+    elements: str
+    default: []
+  environment:
+    type: dict
+    default: {}
+  stdin:
+    type: str
+    default: ""
+  expect:
+    description: How to read the output; anything but C(none) fails when it does not say success.
+    type: str
+    choices: [none, compare, broadcast_new, broadcast_deactivate]
+    default: none
+  changes:
+    description: Whether the command changes ELLA's data.
+    type: bool
+    default: true
+  timeout:
+    type: int
+    default: 3600
+"""
+
+RETURN = r"""
+rc: {description: exit code, returned: always, type: int}
+stdout: {description: what ella-cli printed, returned: always, type: str}
+stderr: {description: its stderr, returned: always, type: str}
+parsed: {description: what the output means (revision/head/pending, broadcast_id), returned: always, type: dict}
+"""
+
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_host import compare, ella_cli, interpret
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            image=dict(type="path", required=True),
+            args=dict(type="list", elements="str", default=[]),
+            singularity_args=dict(type="list", elements="str", default=[]),
+            environment=dict(type="dict", default={}),
+            stdin=dict(type="str", default=""),
+            expect=dict(type="str", default="none",
+                        choices=["none", "compare", "broadcast_new", "broadcast_deactivate"]),
+            changes=dict(type="bool", default=True),
+            timeout=dict(type="int", default=3600),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        if params["expect"] == "compare":
+            parsed = compare(params["image"], params["singularity_args"], params["environment"])
+            module.exit_json(changed=False, rc=0, stdout="", stderr="", parsed=parsed)
+        if module.check_mode and params["changes"]:
+            module.exit_json(changed=False, skipped=True, rc=0, stdout="", stderr="", parsed={})
+        done = ella_cli(params["image"], params["args"], params["singularity_args"], params["environment"],
+                        stdin=params["stdin"], timeout=params["timeout"])
+        parsed = interpret(params["expect"], done)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        module.fail_json(msg=str(error), rc=None, stdout="", stderr="", parsed={})
+    result = dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout=done.stdout,
+                  stderr=done.stderr, parsed=parsed)
+    # A plain command reports its exit code; the caller decides.
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

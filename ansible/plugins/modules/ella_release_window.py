@@ -1,0 +1,535 @@
+#!/usr/bin/python
+"""Ansible module: the release's downtime window on the host, each step beside its undo,
+with a journal that says at every moment how far it came."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ella_release_window
+short_description: Run, undo, start and record the steps of an ELLA release on its host
+description:
+  - C(forward) runs the steps between stopping ELLA and starting the new version in one
+    round trip: stop ELLA (supervisord), make the rollback point (a copy of the database by
+    the server, CREATE DATABASE ... TEMPLATE, which needs every session gone and is
+    checked against the live database's tables and revision), switch the live symlink,
+    migrate (C(ella-cli database upgrade head) in the new image), apply changed fixtures
+    (usergroups, filterconfigs). Nothing is written before the rollback point exists.
+  - C(rollback) undoes what the journal says was done, before the new version went live:
+    stops ELLA, points the symlink back, and when the database may have been written to,
+    renames the rollback point into the live database's place in one transaction (all or
+    nothing); ELLA stays stopped (the playbook runs the guard, then C(start)).
+  - C(start) starts ELLA through supervisord and waits until it serves: ELLA's own
+    programs inside the image RUNNING, its API answering, the running process holding the
+    expected image. With C(go_live), success is the release's line: from then on nothing
+    restores data.
+  - C(health) only waits until ELLA serves; C(finish) records the end in the journal;
+    C(state) reads it.
+  - The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
+    interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
+    SSH connection does not stop the window halfway; a cancel request (the file C(cancel)
+    in journal_dir) stops it at the next step boundary. One process at a time acts on a
+    journal (flock on journal.lock).
+options:
+  action:
+    type: str
+    required: true
+    choices: [forward, rollback, start, health, finish, state]
+  journal_dir:
+    type: path
+    required: true
+  release:
+    description: What forward does (id, version, image, link, target, previous_target,
+      migrate, head, rollback_database, fixtures, fixtures_record, fixtures_record_new, ...).
+    type: dict
+  supervisor_config:
+    type: path
+  program:
+    type: str
+    default: ella
+  singularity_args:
+    description: The binds with which ELLA runs (the ella_run role's one definition).
+    type: list
+    elements: str
+    default: []
+  environment:
+    description: ELLA's environment (SINGULARITYENV_ names; no secrets).
+    type: dict
+    default: {}
+  db_url:
+    type: str
+  pgpassfile:
+    type: path
+  reason:
+    description: What ella-cli records as the reason of its changes (clilog).
+    type: str
+    default: ella-deploy release
+  health:
+    description: url, timeout, interval, inner_supervisor_config, socket_dir, expected_image.
+    type: dict
+    default: {}
+  go_live:
+    type: bool
+    default: false
+  outcome:
+    description: The outcome C(finish) records.
+    type: str
+  wait_seconds:
+    description: How long C(rollback) waits for a running window to reach a step boundary.
+    type: float
+    default: 900
+  journal_id:
+    description: C(rollback) acts only on the journal of this release.
+    type: str
+  lock:
+    description: The deploy lock (path, token) this run holds; renewed while the window runs,
+      and the window stops at the next step boundary when it is lost.
+    type: dict
+"""
+
+RETURN = r"""
+journal:
+  description: The journal after the action.
+  returned: always
+  type: dict
+"""
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import time
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_host import (
+    Supervisor, ella_cli, ella_processes, last_line, switch_symlink,
+)
+from ansible.module_utils.ella_lock import Heartbeat, LockError
+from ansible.module_utils.ella_pg import PgError, Server, stamp
+
+# Steps after which the live database may differ from the rollback point.
+WRITING_STEPS = ("migrate", "fixtures", "start")
+
+
+class WindowError(Exception):
+    """A step failed; the message says which and why, in one line."""
+
+
+class Journal:
+    def __init__(self, directory):
+        self.directory = directory
+        self.path = os.path.join(directory, "journal.json")
+        self.cancel_path = os.path.join(directory, "cancel")
+        self.lock_handle = None
+        self.data = {}
+
+    def lock(self, wait_seconds=0.0):
+        os.makedirs(self.directory, exist_ok=True)
+        self.lock_handle = open(os.path.join(self.directory, "journal.lock"), "a")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(self.lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    raise WindowError("another ella-deploy process is acting on this release (journal.lock held)")
+                time.sleep(0.2)
+
+    def read(self):
+        try:
+            with open(self.path) as handle:
+                self.data = json.load(handle)
+        except FileNotFoundError:
+            self.data = {}
+        return self.data
+
+    def write(self):
+        self.data["updated"] = time.time()
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as handle:
+            json.dump(self.data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o640)
+        os.rename(temporary, self.path)
+
+    def step(self, name):
+        return next((s for s in self.data.get("steps", []) if s["step"] == name), None)
+
+    def begin(self, name):
+        self.data.setdefault("steps", []).append({"step": name, "state": "started", "started": time.time()})
+        self.write()
+
+    def end(self, name, state="done", **detail):
+        entry = self.step(name)
+        entry.update(state=state, finished=time.time(), **detail)
+        self.write()
+
+    def reached(self, names):
+        return [s["step"] for s in self.data.get("steps", []) if s["step"] in names]
+
+    def cancelled(self):
+        return os.path.exists(self.cancel_path)
+
+
+class Window:
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.journal = Journal(self.params["journal_dir"])
+        self.supervisor = Supervisor(self.params["supervisor_config"]) if self.params["supervisor_config"] else None
+        self.heartbeat = None
+
+    # ---- helpers --------------------------------------------------------------------------
+    def server(self):
+        return Server(self.params["db_url"] or self.journal.data["db_url"],
+                      self.params["pgpassfile"] or self.journal.data["pgpassfile"])
+
+    def run_step(self, name, action):
+        if self.heartbeat is not None and self.heartbeat.lost:
+            self.journal.data["phase"] = "cancelled"
+            self.journal.data["cancelled_before"] = name
+            self.journal.write()
+            raise WindowError("stopped before step %s: %s" % (name, self.heartbeat.lost))
+        if self.journal.cancelled():
+            self.journal.data["phase"] = "cancelled"
+            self.journal.data["cancelled_before"] = name
+            self.journal.write()
+            raise WindowError("cancelled by the operator before step %s" % name)
+        self.journal.begin(name)
+        try:
+            detail = action() or {}
+        except Exception as error:  # noqa: BLE001 - every failure is recorded, then reported
+            message = str(error) or error.__class__.__name__
+            self.journal.end(name, state="failed", error=message[:500])
+            raise WindowError("step %s: %s" % (name, message)) from None
+        self.journal.end(name, **detail)
+
+    def cli(self, image, args, stdin=None, timeout=None):
+        return ella_cli(image, args, self.params["singularity_args"] or self.journal.data.get("singularity_args"),
+                        self.params["environment"] or self.journal.data.get("environment"), stdin=stdin,
+                        timeout=timeout)
+
+    def stop_ella(self, timeout=60.0):
+        self.supervisor.stop(self.params["program"])
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [p for p in ella_processes() if p["role"] == "server"]
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise WindowError("ELLA still runs on this host after the stop: pid %s (%s)"
+                                  % (left[0]["pid"], left[0]["cmdline"][:80]))
+            time.sleep(0.1)
+
+    # ---- forward --------------------------------------------------------------------------
+    def forward(self):
+        release = self.params["release"]
+        self.journal.lock()
+        self.journal.read()
+        if self.journal.data and self.journal.data.get("phase") not in ("done", None):
+            raise WindowError("the journal of release %s (%s) is not finished: run `ella-deploy recover` first"
+                              % (self.journal.data.get("version"), self.journal.data.get("phase")))
+        if os.path.exists(self.journal.cancel_path):
+            os.unlink(self.journal.cancel_path)
+        self.journal.data = dict(release, phase="window", steps=[], window_pid=os.getpid(),
+                                 singularity_args=self.params["singularity_args"],
+                                 environment=self.params["environment"], db_url=self.params["db_url"],
+                                 pgpassfile=self.params["pgpassfile"], program=self.params["program"],
+                                 supervisor_config=self.params["supervisor_config"], started=time.time())
+        self.journal.write()
+        server = self.server()
+        self.run_step("stop", self.stop_ella)
+        self.run_step("rollback_point", lambda: self.rollback_point(server, release))
+        self.run_step("switch", lambda: self.switch(release))
+        if release.get("migrate"):
+            self.run_step("migrate", lambda: self.migrate(server, release))
+        if release.get("fixtures"):
+            self.run_step("fixtures", lambda: self.fixtures(release))
+        self.journal.data["phase"] = "window_done"
+        self.journal.write()
+
+    def rollback_point(self, server, release):
+        started = time.monotonic()
+        name = release["rollback_database"]
+        server.copy(server.database, name)
+        live_tables = server.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        copy_tables = server.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                                   database=name)
+        live_revision, copy_revision = server.revision(), server.revision(name)
+        if live_tables != copy_tables or live_revision != copy_revision:
+            raise WindowError("the rollback point %s differs from the live database (tables %s/%s, revision %s/%s)"
+                              % (name, copy_tables[0][0], live_tables[0][0], copy_revision, live_revision))
+        self.journal.data["rollback_point"] = {"database": name, "revision": live_revision,
+                                               "tables": live_tables[0][0], "size_bytes": server.size(name)}
+        return {"seconds": round(time.monotonic() - started, 2), "database": name}
+
+    def switch(self, release):
+        """The live symlink and, when the release brings one, ELLA's configuration: the
+        candidate the new image checked in the plan takes the live file's place (rename), the
+        live one is kept beside it for a rollback."""
+        config = release.get("config")
+        if config:
+            if os.path.exists(config["live"]):
+                write_file(config["previous"], read_file(config["live"]))
+            os.rename(config["candidate"], config["live"])
+            self.journal.data["config_switched"] = True
+            self.journal.write()
+        switch_symlink(release["link"], release["target"])
+        return {"target": release["target"], "config": bool(config)}
+
+    def migrate(self, server, release):
+        done = self.cli(release["image"], ["database", "upgrade", "head"], timeout=release.get("migrate_timeout"))
+        applied = [line.split("Running upgrade", 1)[1].strip() for line in (done.stdout + done.stderr).splitlines()
+                   if "Running upgrade" in line]
+        if done.returncode != 0:
+            raise WindowError("ella-cli database upgrade head exited %d: %s"
+                              % (done.returncode, last_line(done.stderr or done.stdout)))
+        revision = server.revision()
+        if release.get("head") and revision != release["head"]:
+            raise WindowError("after the migration the database is at %s, the image's head is %s"
+                              % (revision, release["head"]))
+        return {"revision": revision, "applied": applied}
+
+    def fixtures(self, release):
+        applied = []
+        for fixture in release["fixtures"]:
+            done = self.cli(release["image"], fixture["command"], stdin=self.params["reason"] + "\n", timeout=600)
+            if done.returncode != 0:
+                raise WindowError("ella-cli %s exited %d: %s" % (" ".join(fixture["command"][:2]), done.returncode,
+                                                                 last_line(done.stderr or done.stdout)))
+            applied.append(fixture["name"])
+        record = release["fixtures_record"]
+        try:
+            with open(record) as handle:
+                self.journal.data["fixtures_record_before"] = handle.read()
+        except FileNotFoundError:
+            self.journal.data["fixtures_record_before"] = None
+        self.journal.write()
+        write_file(record, json.dumps(release["fixtures_record_new"], indent=2, sort_keys=True) + "\n")
+        return {"applied": applied}
+
+    # ---- rollback -------------------------------------------------------------------------
+    def rollback(self):
+        # A window still running stops at its next step boundary.
+        write_file(self.journal.cancel_path, "%s\n" % time.time())
+        try:
+            self.journal.lock(self.params["wait_seconds"])
+        finally:
+            os.unlink(self.journal.cancel_path) if os.path.exists(self.journal.cancel_path) else None
+        journal = self.journal.read()
+        if not journal:
+            raise WindowError("no release journal: nothing to roll back")
+        if self.params["journal_id"] and journal.get("id") != self.params["journal_id"]:
+            raise WindowError("the journal is of release %s, not of %s: nothing rolled back"
+                              % (journal.get("id"), self.params["journal_id"]))
+        if journal.get("phase") in ("live", "done"):
+            raise WindowError("release %s went live (%s): nothing is restored over what users wrote since"
+                              % (journal.get("version"), journal.get("phase")))
+        self.supervisor = Supervisor(journal["supervisor_config"])
+        self.params["program"] = journal.get("program", self.params["program"])
+        server = self.server()
+        done = {"stopped": True, "symlink": None, "database": None}
+        self.stop_ella()
+        link, previous = journal["link"], journal.get("previous_target")
+        if previous and os.path.islink(link) and os.readlink(link) != previous:
+            switch_symlink(link, previous)
+            done["symlink"] = previous
+        config = journal.get("config")
+        if config and journal.get("config_switched") and os.path.exists(config["previous"]):
+            os.rename(config["previous"], config["live"])
+            done["config"] = "the previous configuration is live again"
+        point = (journal.get("rollback_point") or {}).get("database")
+        written = self.journal.reached(WRITING_STEPS)
+        if written:
+            if not point or not server.exists(point):
+                journal["phase"] = "rollback_failed"
+                self.journal.write()
+                raise WindowError("the database may have been written to (steps %s) and its rollback point %s is "
+                                  "missing: the database is left as it is and ELLA stays stopped"
+                                  % (", ".join(written), point or "(none made)"))
+            failed_as = "%s_failed_%s" % (server.database, stamp())
+            server.swap(point, failed_as)
+            server.drop(failed_as)
+            done["database"] = "restored: the rollback point %s is the live database again" % point
+        else:
+            if point and server.exists(point):
+                server.drop(point)
+            done["database"] = "unchanged (no step wrote to it)"
+        if "fixtures" in written and journal.get("fixtures_record"):
+            before = journal.get("fixtures_record_before")
+            if before is None:
+                if os.path.exists(journal["fixtures_record"]):
+                    os.unlink(journal["fixtures_record"])
+            else:
+                write_file(journal["fixtures_record"], before)
+        journal["phase"] = "rolled_back"
+        journal["rollback"] = done
+        self.journal.write()
+        return done
+
+    # ---- start and health gate ------------------------------------------------------------
+    def start(self):
+        health = self.params["health"]
+        self.journal.lock(30)
+        journal = self.journal.read()
+        self.supervisor = self.supervisor or Supervisor(journal["supervisor_config"])
+        if journal and self.params["go_live"]:
+            journal["phase"] = "starting"
+            self.journal.begin("start")
+        started = time.monotonic()
+        try:
+            # The shared supervisor.cfg may have changed since this host's supervisord read
+            # it: apply it first (ELLA is stopped here), so the start runs what it says.
+            self.supervisor.reread_update()
+            self.supervisor.start(self.params["program"])
+            waited = self.health_gate(health)
+        except Exception as error:  # noqa: BLE001
+            if journal and self.params["go_live"]:
+                self.journal.end("start", state="failed", error=str(error)[:500])
+            raise WindowError(str(error)) from None
+        result = {"seconds": round(time.monotonic() - started, 2), "health_seconds": waited}
+        if journal and self.params["go_live"]:
+            self.journal.end("start", **result)
+            journal["phase"] = "live"
+            journal["live_since"] = time.time()
+            self.journal.write()
+        elif journal and journal.get("phase") == "rolled_back":
+            journal["phase"] = "rolled_back_running"
+            self.journal.write()
+        return result
+
+    def health(self):
+        return {"health_seconds": self.health_gate(self.params["health"])}
+
+    def health_gate(self, health):
+        started = time.monotonic()
+        deadline = started + float(health.get("timeout", 120))
+        expected = os.path.realpath(health["expected_image"])
+        inner = health.get("inner_supervisor_config")
+        last = "nothing checked yet"
+        while True:
+            servers = [p for p in ella_processes() if p["role"] == "server"]
+            daemon, program = self.supervisor.state(self.params["program"])
+            if program["state"] in ("FATAL", "EXITED", "STOPPED", "BACKOFF"):
+                raise WindowError("supervisord reports ELLA %s (exit status %s); see ella-prod/logs"
+                                  % (program["state"], program.get("exitstatus")))
+            if not servers:
+                last = "no ELLA process on this host"
+            elif not any(p["image"] and os.path.realpath(p["image"]) == expected for p in servers):
+                last = "ELLA runs %s, expected %s" % (servers[0]["image"] or "an unknown image", expected)
+            else:
+                states = inner_programs(inner, health.get("socket_dir")) if inner else {}
+                not_running = sorted(name for name, state in states.items() if state != "RUNNING")
+                if inner and (not states or not_running):
+                    last = ("ELLA's own supervisord: " + ", ".join("%s %s" % (n, states[n]) for n in not_running)
+                            if states else "ELLA's own supervisord does not answer yet")
+                else:
+                    status, body = http_get(health["url"])
+                    if status == 200 and isinstance(body, dict) and "app" in body:
+                        return round(time.monotonic() - started, 2)
+                    last = "%s answered %s" % (health["url"], status)
+            if time.monotonic() > deadline:
+                raise WindowError("health gate: not serving within %ss: %s" % (health.get("timeout", 120), last))
+            time.sleep(float(health.get("interval", 0.25)))
+
+    # ---- finish ---------------------------------------------------------------------------
+    def finish(self):
+        self.journal.lock(30)
+        journal = self.journal.read()
+        if journal:
+            journal["phase"] = "done"
+            journal["outcome"] = self.params["outcome"]
+            journal["finished"] = time.time()
+            self.journal.write()
+
+
+def inner_programs(config, socket_dir):
+    """ELLA's own supervisord: its config names the socket inside the image (/socket/...)."""
+    try:
+        supervisor = Supervisor(config)
+        if supervisor.serverurl and socket_dir:
+            supervisor.serverurl = supervisor.serverurl.replace("unix:///socket/", "unix://%s/" % socket_dir.rstrip("/"))
+        return supervisor.programs()
+    except Exception:  # noqa: BLE001 - not answering is a state, not an error
+        return {}
+
+
+def http_get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read()
+            try:
+                return response.status, json.loads(body)
+            except ValueError:
+                return response.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except (OSError, ValueError) as error:
+        return "nothing (%s)" % error.__class__.__name__, None
+
+
+def read_file(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def write_file(path, text):
+    temporary = "%s.tmp-%d" % (path, os.getpid())
+    with open(temporary, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o640)
+    os.rename(temporary, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            action=dict(type="str", required=True,
+                        choices=["forward", "rollback", "start", "health", "finish", "state"]),
+            journal_dir=dict(type="path", required=True),
+            release=dict(type="dict"),
+            supervisor_config=dict(type="path"),
+            program=dict(type="str", default="ella"),
+            singularity_args=dict(type="list", elements="str", default=[]),
+            environment=dict(type="dict", default={}),
+            db_url=dict(type="str"),
+            pgpassfile=dict(type="path"),
+            reason=dict(type="str", default="ella-deploy release"),
+            health=dict(type="dict", default={}),
+            go_live=dict(type="bool", default=False),
+            outcome=dict(type="str"),
+            wait_seconds=dict(type="float", default=900),
+            lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
+            journal_id=dict(type="str"),
+        ),
+        required_if=[("action", "forward", ["release", "supervisor_config", "db_url", "pgpassfile"]),
+                     ("action", "start", ["health", "supervisor_config"]),
+                     ("action", "health", ["health", "supervisor_config"]), ("action", "finish", ["outcome"])],
+        supports_check_mode=False,
+    )
+    # A lost SSH connection must not stop the window between two steps.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    window = Window(module)
+    action = module.params["action"]
+    try:
+        if action == "state":
+            module.exit_json(changed=False, journal=window.journal.read())
+        lock = module.params["lock"] or {}
+        with Heartbeat(lock.get("path"), lock.get("token")) as heartbeat:
+            window.heartbeat = heartbeat
+            result = {"forward": window.forward, "rollback": window.rollback, "start": window.start,
+                      "health": window.health, "finish": window.finish}[action]()
+        module.exit_json(changed=True, result=result or {}, journal=window.journal.data)
+    except (WindowError, PgError, LockError, RuntimeError, OSError) as error:
+        module.fail_json(msg=str(error), journal=window.journal.data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The release journal (deploy/journal.json, written on the host by the ella_release_window
+module at every step): what it says about a release, and what `recover` does about it.
+
+Pure standard-library Python: the playbooks load this file through
+ansible/plugins/filter/ella.py, so the CLI and Ansible read a journal identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Phases the window module writes, in order. `live` is the line: from then on nothing
+# restores data.
+OPEN_PHASES = ("window", "window_done", "starting", "cancelled", "rolled_back", "rolled_back_running",
+               "rollback_failed", "live")
+# Steps after which the live database may differ from the rollback point.
+WRITING_STEPS = ("migrate", "fixtures", "start")
+
+
+def summary(journal: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a journal an operator needs: which release, how far, what is open."""
+    if not journal:
+        return None
+    return {
+        "id": journal.get("id"),
+        "version": journal.get("version"),
+        "previous_version": journal.get("previous_version"),
+        "host": journal.get("host"),
+        "phase": journal.get("phase"),
+        "outcome": journal.get("outcome"),
+        "open": journal.get("phase") in OPEN_PHASES,
+        "steps": [{"step": s.get("step"), "state": s.get("state")} for s in journal.get("steps", [])],
+        "rollback_database": (journal.get("rollback_point") or {}).get("database"),
+        "started": journal.get("started"),
+        "updated": journal.get("updated"),
+    }
+
+
+def is_open(journal: dict[str, Any] | None) -> bool:
+    return bool(journal) and journal.get("phase") in OPEN_PHASES
+
+
+def release_steps(marks: list[dict[str, Any]], journal: dict[str, Any] | None, finished: float) -> list[dict[str, Any]]:
+    """The release's steps with their times: the journal's (exact, measured on the host) and
+    the playbook's marks (each lasting until the next step starts)."""
+    starts = [{"name": m["step"], "start": float(m["at"]), "end": None} for m in marks or []]
+    for step in (journal or {}).get("steps", []):
+        starts.append({"name": step["step"], "start": float(step["started"]),
+                       "end": float(step["finished"]) if step.get("finished") else None,
+                       "state": step.get("state")})
+    starts.sort(key=lambda s: s["start"])
+    steps = []
+    for index, step in enumerate(starts):
+        following = starts[index + 1]["start"] if index + 1 < len(starts) else float(finished)
+        end = step["end"] if step["end"] is not None else following
+        entry = {"name": step["name"], "start": round(step["start"], 3), "end": round(end, 3),
+                 "seconds": round(end - step["start"], 3)}
+        if step.get("state") and step["state"] != "done":
+            entry["state"] = step["state"]
+        steps.append(entry)
+    return steps
+
+
+def downtime_seconds(steps: list[dict[str, Any]], finished: float | None = None) -> float | None:
+    """From ELLA's stop until it served again (the new version, or the previous one after a
+    rollback); until `finished` when it never did; None when it was never stopped."""
+    stop = next((s for s in steps if s["name"] == "stop"), None)
+    if stop is None:
+        return None
+    # "start" (measured on the host) ends when ELLA serves; "served" and "rollback_done" are
+    # marks set right after it served.
+    served = [s["end"] if s["name"] == "start" else s["start"] for s in steps
+              if s["name"] in ("start", "served", "rollback_done") and s.get("state") is None]
+    if served:
+        return round(served[-1] - stop["start"], 3)
+    return round(float(finished) - stop["start"], 3) if finished is not None else None
+
+
+def recovery(journal: dict[str, Any] | None, serving_image: str | None) -> dict[str, str]:
+    """What `recover` does with a journal, given the image ELLA serves from on the journal's
+    host now (None: ELLA is not serving there).
+
+    - no journal, or a closed one: nothing to recover;
+    - the new version went live, or serves now (it may have served users): finish forward,
+      never restore;
+    - otherwise (the window or its start was interrupted): roll back, then start the
+      previous version after the guard.
+    """
+    if not is_open(journal):
+        return {"action": "none", "why": "no release is open"}
+    phase = journal.get("phase")
+    image = journal.get("image") or ""
+    if phase == "live" or (serving_image and image and serving_image.endswith(image.rsplit("/", 1)[-1])):
+        return {"action": "finish", "why": f"{journal.get('version')} went live (phase {phase}): "
+                                            "finish the release; nothing is restored over users' writes"}
+    if phase in ("rolled_back", "rolled_back_running"):
+        return {"action": "finish_rollback", "why": f"the rollback of {journal.get('version')} was done "
+                                                     f"(phase {phase}): start the previous version if it is "
+                                                     "not running, then close the release"}
+    return {"action": "rollback", "why": f"{journal.get('version')} never served (phase {phase}, "
+                                         f"last step {last_step(journal)}): roll back to "
+                                         f"{journal.get('previous_version') or 'no version'}"}
+
+
+def last_step(journal: dict[str, Any]) -> str:
+    steps = journal.get("steps") or []
+    if not steps:
+        return "none"
+    step = steps[-1]
+    return f"{step.get('step')} ({step.get('state')})"
