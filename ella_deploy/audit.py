@@ -11,10 +11,13 @@ import getpass
 import json
 import os
 import re
+import secrets
 import shlex
 import socket
 from collections.abc import Sequence
 from typing import Any
+
+LOCK_TOKEN = secrets.token_hex(20)
 
 SECRET_OPTION = re.compile(r"(?i)(--?[\w-]*(?:password|secret|token)[\w-]*)(=|\s+)(\S+)")
 
@@ -80,4 +83,7 @@ def run_metadata(command: str, fenced_hosts: Sequence[str] = ()) -> dict[str, An
         "ella_deploy_fenced_hosts": list(fenced_hosts),
         # The lock names this process as its holder: `recover` on this machine can tell it ended.
         "ella_deploy_controller_pid": os.getpid(),
+        # The lock's token, one per invocation: after an interrupt, this invocation's own
+        # `recover` takes its lock over. Travels in the extra-vars file, never on a command line.
+        "ella_deploy_lock_token": LOCK_TOKEN,
     }

@@ -30,6 +30,11 @@ def _add_peer_fenced(parser: argparse.ArgumentParser) -> None:
                         help="HOST is unreachable and its VM is off: count it as stopped (audited)")
 
 
+def _add_break_lock(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--break-lock", metavar="REASON", default="",
+                        help="break a deploy lock whose holder is gone (no heartbeat within its lease); audited")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ella-deploy",
@@ -87,21 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("record_version", nargs="?", metavar="VERSION", help="X.Y.Z to (re)write")
     records.add_argument("--force", action="store_true", help="overwrite a .docx that was edited by hand")
 
+    recover = commands.add_parser("recover", help="after an interrupted run: say what production is in, then "
+                                                  "finish or roll back the release, under the lock")
+    _add_peer_fenced(recover)
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
     start.add_argument("--host", help="default: the inventory's primary")
     _add_peer_fenced(start)
+    _add_break_lock(start)
     stop = commands.add_parser("stop", help="stop ELLA, supervised or not (default: on every host)")
     stop_where = stop.add_mutually_exclusive_group()
     stop_where.add_argument("--host", help="only this host")
     stop_where.add_argument("--all", action="store_true", help="every host of the environment (the default)")
+    _add_break_lock(stop)
     restart = commands.add_parser("restart", help="stop, then start on the same host")
     restart.add_argument("--host", help="default: the inventory's primary")
     _add_peer_fenced(restart)
+    _add_break_lock(restart)
     failover = commands.add_parser("failover", help="move ELLA from the host that runs it to another")
     failover.add_argument("--to", metavar="HOST", help="default: the other host")
     _add_peer_fenced(failover)
+    _add_break_lock(failover)
     failback = commands.add_parser("failback", help="move ELLA back to the primary")
     _add_peer_fenced(failback)
+    _add_break_lock(failback)
 
     cli = commands.add_parser("cli", help="run ella-cli in the live image on the active host: cli -- ARGS")
     cli.add_argument("cli_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="ella-cli arguments")
@@ -257,11 +270,14 @@ def cmd_release(args: argparse.Namespace) -> int:
         "record": outcome.record,
         "plan": the_plan,
         "errors": outcome.errors,
+        "recovery": outcome.recovery,
     }
     if outcome.ok and outcome.record:
         summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress)
     _emit(args.output, release.render_outcome(outcome)
           + (f"\nchange record: {summary['change_record']['docx']}" if summary.get("change_record") else ""), summary)
+    if outcome.interrupted:
+        raise EllaDeployError("release: " + "; ".join(outcome.errors), ExitCode.INTERRUPTED)
     if not outcome.ok:
         raise EllaDeployError("release: " + "; ".join(outcome.errors),
                               ExitCode.REFUSED if outcome.refused else ExitCode.FAILED)
@@ -361,19 +377,30 @@ def cmd_control(args: argparse.Namespace) -> int:
     progress = _progress(args.output)
     fenced = tuple(getattr(args, "peer_fenced", ()))
     if args.command == "start":
-        result = control.start(inventory, args.host, command, fenced, progress)
+        result = control.start(inventory, args.host, command, fenced, progress, args.break_lock)
     elif args.command == "stop":
-        result = control.stop(inventory, args.host, command, progress)
+        result = control.stop(inventory, args.host, command, progress, args.break_lock)
     elif args.command == "restart":
-        result = control.restart(inventory, args.host, command, fenced, progress)
+        result = control.restart(inventory, args.host, command, fenced, progress, args.break_lock)
     else:
         result = control.failover(inventory, getattr(args, "to", None), args.command == "failback", command,
-                                  fenced, progress)
+                                  fenced, progress, args.break_lock)
     _emit(args.output, control.render(result),
           {"action": result.action, "record": result.record, "errors": list(result.errors)})
     if not result.ok:
         raise EllaDeployError(f"{result.action}: " + "; ".join(result.errors),
                               ExitCode.REFUSED if result.refused else ExitCode.FAILED)
+    return ExitCode.OK
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from ella_deploy import control
+
+    found = control.recover(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
+                            tuple(args.peer_fenced), _progress(args.output))
+    _emit(args.output, control.render_recovery(found), found)
+    if found["errors"]:
+        return ExitCode.REFUSED if found["refused"] else ExitCode.FAILED
     return ExitCode.OK
 
 
@@ -529,6 +556,7 @@ HANDLERS = {
     "notify": cmd_notify,
     "report-tsd": cmd_notify,
     "db-task": cmd_db_task,
+    "recover": cmd_recover,
     "start": cmd_control,
     "stop": cmd_control,
     "restart": cmd_control,

@@ -6,8 +6,11 @@ module adds what a terminal needs: early validation, the plan, confirmation, a s
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +43,30 @@ class ReleaseOutcome:
     nothing_to_do: bool = False
     errors: list[str] = field(default_factory=list)
     refused: bool = False
+    interrupted: bool = False
+    recovery: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+@contextlib.contextmanager
+def interruptible(ignore: bool = False) -> Iterator[threading.Event]:
+    """Ctrl-C sets an event instead of raising (the run in progress reads it and stops);
+    with `ignore`, Ctrl-C only says that the recovery goes on."""
+    event = threading.Event()
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if ignore:
+            print("ella-deploy: recovery in progress; it finishes on its own", file=sys.stderr)
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def validate(options: ReleaseOptions) -> None:
@@ -213,10 +236,26 @@ def execute(
         "ella_database_backup_verify_restore": options.verify_backup,
         "ella_release_notify": options.notify,
     }
-    result = run_playbook("release.yml", inventory, extravars=extravars, progress=progress)
+    with interruptible() as interrupted:
+        result = run_playbook("release.yml", inventory, extravars=extravars, progress=progress,
+                              cancel=interrupted.is_set)
     record = result.published.get("ella_audit_record")
     the_plan = dict(result.published.get("ella_release_plan") or {})
     outcome = ReleaseOutcome(plan=the_plan, record=record, refused=result.refused)
+    if result.canceled:
+        # Ctrl-C: the host's window stops at its next step boundary; recover (with this
+        # invocation's lock token) rolls back what never served, or finishes what went live.
+        from ella_deploy import control
+
+        if progress:
+            progress("Interrupted: the host stops after its current step; recovering (do not interrupt again)")
+        with interruptible(ignore=True):
+            outcome.recovery = control.recover(inventory, command + " (recover after interrupt)",
+                                               options.fenced_hosts, progress)
+        outcome.errors.append("interrupted by the operator; " + control.render_recovery(outcome.recovery)
+                              .replace("\n", "; "))
+        outcome.interrupted = True
+        return outcome
     if not result.ok:
         outcome.errors.append(result.error_summary())
     elif record is None:
@@ -225,6 +264,10 @@ def execute(
 
 
 def render_outcome(outcome: ReleaseOutcome) -> str:
+    if outcome.interrupted:
+        from ella_deploy import control
+
+        return "release interrupted by the operator\n" + control.render_recovery(outcome.recovery or {})
     record = outcome.record
     if record is None:
         if outcome.nothing_to_do:

@@ -79,6 +79,10 @@ class PlaybookResult:
     def ok(self) -> bool:
         return self.status == "successful" and self.rc == 0
 
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
+
     def error_summary(self) -> str:
         """One line for the operator: the failure that ended the run, else Ansible's own error."""
         if self.failures:
@@ -163,6 +167,7 @@ def run_playbook(
     check: bool = False,
     verbosity: int = 0,
     progress: ProgressCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> PlaybookResult:
     """Run `ansible/playbooks/<playbook>` (or a playbook path) against `inventory`.
 
@@ -235,6 +240,9 @@ def run_playbook(
             suppress_env_files=True,
             rotate_artifacts=0,
             event_handler=on_event,
+            # When it says so, ansible-playbook is stopped; what runs on a host goes on to its
+            # next step boundary (ella_release_window ignores the hangup).
+            cancel_callback=cancel,
         )
     seconds = time.monotonic() - started
     # What the run was given may be data (a db-task's statements): not kept beyond the run.

@@ -87,6 +87,11 @@ def ella_journal_summary(journal):
     return _load("journal").summary(journal or None)
 
 
+def ella_recovery(journal, serving_image=None):
+    """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback, why}."""
+    return _load("journal").recovery(journal or None, serving_image or None)
+
+
 def ella_release_steps(marks, journal, finished):
     return _load("journal").release_steps(list(marks or []), journal or None, float(finished))
 
@@ -128,6 +133,7 @@ class FilterModule:
             "ella_sql_results": ella_sql_results,
             "ella_count_differences": ella_count_differences,
             "ella_journal_summary": ella_journal_summary,
+            "ella_recovery": ella_recovery,
             "ella_fixtures_changed": ella_fixtures_changed,
             "ella_release_steps": ella_release_steps,
             "ella_release_downtime": ella_release_downtime,

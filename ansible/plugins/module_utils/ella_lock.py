@@ -106,6 +106,14 @@ def take(path, holder, token, lease_seconds, break_reason="", controller_gone=No
     lock). Returns (holder record, broken holder or None)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     broken = None
+    if os.path.isdir(path) and read_holder(path).get("token") == token:
+        # The holder itself, after its run was interrupted (ella-deploy recover from the same
+        # invocation): it takes its own lock over.
+        record = dict(read_holder(path))
+        record.update(holder, token=token, lease_seconds=lease_seconds, host_pid=os.getpid(), resumed=utc_now())
+        write_json(os.path.join(path, HOLDER), record)
+        touch(os.path.join(path, HEARTBEAT))
+        return public(record), None
     if os.path.isdir(path) and break_reason:
         broken = break_lock(path, break_reason, controller_gone)
     try:

@@ -31,7 +31,8 @@ options:
     type: dict
     default: {}
   token:
-    description: The holder's secret, made by the caller; required but for query.
+    description: The holder's secret, made by the caller; required but for query (which says
+      whether the lock is held with it). Taking a lock held with the same token takes it over.
     type: str
   lease_seconds:
     description: A lock not renewed for this long has no holder any more.
@@ -76,7 +77,8 @@ def main():
             age = heartbeat_age(path) if held else None
             module.exit_json(changed=False, held=held, holder=public(holder) if held else None,
                              heartbeat_age=None if age is None else round(age, 1),
-                             gone=holder_gone(holder, age, params["controller_gone"]) if held else None)
+                             gone=holder_gone(holder, age, params["controller_gone"]) if held else None,
+                             ours=bool(held and params["token"] and holder.get("token") == params["token"]))
         if module.check_mode:
             module.exit_json(changed=False)
         if params["state"] == "heartbeat":
