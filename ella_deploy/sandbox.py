@@ -174,6 +174,7 @@ class Sandbox:
         step("database server", self._provision_database)
         step("ELLA images", self._stage_images)
         step("hosts (ansible)", self._configure_hosts)
+        step("golden copy", self._ensure_golden)
         return timings
 
     def down(self, purge_image: bool = False) -> None:
@@ -188,16 +189,69 @@ class Sandbox:
                 _podman("rmi", "--force", image, check=False)
 
     def reset(self, inventory: str = "sandbox") -> None:
-        """Back to the state after `up`: INITIAL_VERSION running on the primary, a fresh
-        database, no lock, no journal, no backups, no audit log, only the staged images."""
+        """Back to the state after `up`: INITIAL_VERSION running on the primary, its database
+        as the first release left it, no lock, no journal, no backups, no audit log, only the
+        staged images. From the golden copy `up` keeps (seconds), else by seeding again."""
+        env = self._environment(inventory)
+        self._stop_ella(env)
+        self._drop_databases(env)
+        storage = self.storage_dir(env.inventory)
+        for relative in ("ella-prod/ella.sif", "ella-prod/data", "deploy", "backups"):
+            _remove(storage / relative)
+        staged = {f"ella-release-v{v}.sif" for v in STAGED_VERSIONS}
+        for image in (storage / "archive" / "releases").iterdir():
+            if image.name not in staged:
+                image.unlink()
+        self._stage_images()
+        golden = self.state_dir / "golden" / env.inventory
+        if (golden / "storage.tar").exists() and self._database_exists(golden_name(env)):
+            self._psql(f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}" TEMPLATE "{golden_name(env)}";\n')
+            subprocess.run(["tar", "-C", str(storage), "-xpf", str(golden / "storage.tar")], check=True)
+            shutil.chown(storage / "deploy", SERVICE_UID, SERVICE_UID)  # made by tar for deploy/fixtures.json
+            self._start_ella(env)
+        else:
+            self._psql(f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}";\n')
+            # The hosts keep their configuration (site.yml); only the first release is seeded again.
+            self._configure_hosts(only=env.inventory, playbooks=("site.yml", SEED_PLAYBOOK))
+            self._ensure_golden(only=env.inventory)
+
+    # ----- the golden copy: each environment as its first release left it ----------------------
+    def _ensure_golden(self, only: str | None = None) -> None:
+        """A copy of each environment right after its first release: its database (a template
+        on the server, `golden_<db>`, never touched by ella-deploy, whose copies are named
+        <db>_*) and the files of its storage that the first release wrote."""
+        for env in environments():
+            if only and env.inventory != only:
+                continue
+            golden = self.state_dir / "golden" / env.inventory
+            if (golden / "storage.tar").exists() and self._database_exists(golden_name(env)):
+                continue
+            storage = self.storage_dir(env.inventory)
+            link = storage / "ella-prod" / "ella.sif"
+            if (storage / "deploy" / "audit.jsonl").exists() or not link.is_symlink() or \
+                    os.readlink(link) != f"../archive/releases/ella-release-v{INITIAL_VERSION}.sif":
+                # Not as the first release left it: the next reset seeds again, then copies.
+                continue
+            golden.mkdir(parents=True, exist_ok=True)
+            self._stop_ella(env)
+            self._psql(f'DROP DATABASE IF EXISTS "{golden_name(env)}";\n'
+                       f'CREATE DATABASE "{golden_name(env)}" TEMPLATE "{env.db_name}";\n')
+            subprocess.run(["tar", "-C", str(self.storage_dir(env.inventory)), "-cpf", str(golden / "storage.tar"),
+                            "ella-prod/ella.sif", "ella-prod/data", "deploy/fixtures.json"], check=True)
+            self._start_ella(env)
+
+    def _environment(self, inventory: str) -> Environment:
         env = next((e for e in environments() if e.inventory == inventory), None)
         if env is None:
             raise EllaDeployError(f"sandbox reset: no sandbox environment {inventory!r}", ExitCode.USAGE)
+        return env
+
+    def _stop_ella(self, env: Environment) -> None:
+        """Everything ELLA on the environment's hosts, however started: the runtime parents and
+        what runs inside the image (a stray ELLA started by a test as well)."""
         config = f"{env.root}/ops/supervisor/supervisor.cfg"
         for host in self.hosts:
             if host.storage == env.inventory:
-                # Everything ELLA on the host, however started: the runtime parents and
-                # what runs inside the image (a stray ELLA started by a test as well).
                 _podman(
                     "exec", "--user", "root", host.container, "sh", "-c",
                     f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1; "
@@ -207,29 +261,39 @@ class Sandbox:
                     "for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent' >/dev/null || break; "
                     "sleep 0.5; done; pkill -9 -f '^Singularity runtime parent'; true",
                 )
+
+    def _start_ella(self, env: Environment) -> None:
+        """ELLA on the primary, as supervisord starts it, and wait until its API answers."""
+        import urllib.request
+
+        primary = next(h for h in self.hosts if h.storage == env.inventory and h.name == _primary(env))
+        config = f"{env.root}/ops/supervisor/supervisor.cfg"
+        _podman("exec", "--user", "root", primary.container, "runuser", "-u", "ella", "--",
+                "supervisorctl", "-c", config, "start", "ella")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{primary.address}:3114/api/v1/config/", timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise EllaDeployError(f"sandbox: ELLA did not answer on {primary.name} within 120s")
+            time.sleep(0.25)
+
+    def _drop_databases(self, env: Environment) -> None:
+        """The database and everything a release made beside it (rollback points, scratch copies)."""
+        self._psql(f"SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database "
+                   f"WHERE datname = '{env.db_name}' OR datname LIKE '{env.db_name}\\_%' \\gexec\n")
+
+    def _database_exists(self, name: str) -> bool:
+        return self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';\n", "-At").strip() == "1"
+
+    def _psql(self, sql: str, *options: str) -> str:
         db_host = next(h for h in self.hosts if h.role == "db")
-        # The database and everything a release made beside it (rollback points, scratch copies).
-        _podman(
-            "exec", "--interactive", "--user", "postgres", db_host.container,
-            "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
-            input_text=f"SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database "
-                       f"WHERE datname = '{env.db_name}' OR datname LIKE '{env.db_name}\\_%' \\gexec\n"
-                       f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}";\n',
-        )
-        storage = self.storage_dir(env.inventory)
-        for relative in ("ella-prod/ella.sif", "ella-prod/data", "deploy", "backups"):
-            path = storage / relative
-            if path.is_symlink() or path.is_file():
-                path.unlink()
-            elif path.is_dir():
-                shutil.rmtree(path)
-        staged = {f"ella-release-v{v}.sif" for v in STAGED_VERSIONS}
-        for image in (storage / "archive" / "releases").iterdir():
-            if image.name not in staged:
-                image.unlink()
-        self._stage_images()
-        # The hosts keep their configuration (site.yml); only the first release is seeded again.
-        self._configure_hosts(only=env.inventory, playbooks=("site.yml", SEED_PLAYBOOK))
+        return _podman("exec", "--interactive", "--user", "postgres", db_host.container,
+                       "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", *options, input_text=sql).stdout
 
     def status(self) -> list[dict[str, str]]:
         states = self._container_states()
@@ -478,6 +542,23 @@ def _keygen(path: Path, comment: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def golden_name(env: Environment) -> str:
+    """The golden copy of an environment's database: not <db>_*, which ella-deploy's own
+    copies are named (and reset drops)."""
+    return f"golden_{env.db_name}"
+
+
+def _primary(env: Environment) -> str:
+    return str(_load_yaml(paths.INVENTORY_DIR / env.inventory / "group_vars" / "all" / "site.yml")["ella_primary_host"])
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def ella_sources() -> Path:
