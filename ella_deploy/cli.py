@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     logs = commands.add_parser("logs", help="the last lines of ELLA's logs (default: api.log on the active host)")
     logs.add_argument("--host", help="default: the host that runs ELLA, else the primary")
-    logs.add_argument("--program", choices=("api", "ella", "supervisor"), default="api")
+    logs.add_argument("--program", choices=("api", "nginx", "polling", "watcher", "supervisor", "ella", "supervisord"),
+                      default="api", help="api.log (default), nginx.access, polling.log, analysis-watcher.log, "
+                                          "ELLA's supervisor.log, the program's output, the outer supervisord's log")
     logs.add_argument("--since", metavar="DURATION", help="only the last 10m, 2h, 1d, ...")
     logs.add_argument("--lines", type=int, default=200, help="lines read from the end (default %(default)s)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (tail -F) until Ctrl-C")
@@ -437,8 +439,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    import datetime
-
     from ella_deploy import operations
 
     since = operations.parse_since(args.since) if args.since else None
@@ -468,10 +468,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
             raise EllaDeployError(f"logs: following {operations.log_file(args.program, host)} on {host} ended "
                                   f"with exit code {returncode}", ExitCode.FAILED)
         return ExitCode.OK
-    result = operations.logs(inventory, host, args.program, args.lines)
+    result = operations.logs(inventory, host, args.program, args.lines, since)
     lines = result["lines"]
-    if since is not None:
-        lines = operations.lines_since(lines, since, datetime.datetime.now(datetime.UTC))
     _emit(args.output, "\n".join(lines), {"host": result["host"], "program": args.program, "lines": lines})
     return ExitCode.OK
 

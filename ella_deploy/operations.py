@@ -44,10 +44,17 @@ def backup(inventory: Path, verify_restore: bool, command: str,
     return dict(record or {})
 
 
-LOG_PROGRAMS = ("api", "ella", "supervisor")
-# api.log lines start with an ISO time (2026-11-25T20:00:00.123Z), supervisord's with
-# "2026-11-25 20:00:00,123"; both UTC on the hosts.
-LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})")
+# ELLA's logs (in ella-prod/logs, its /logs) and the outer supervisord's of each host.
+LOG_FILES = {
+    "api": "api.log",                    # the API: gunicorn's access lines and ELLA's own log
+    "nginx": "nginx.access",             # every request at the front door, with its status
+    "polling": "polling.log",
+    "watcher": "analysis-watcher.log",
+    "supervisor": "supervisor.log",      # ELLA's own supervisord inside the image
+    "ella": "ella-{host}.log",           # what the outer supervisor program printed on HOST
+    "supervisord": "supervisord-{host}.log",
+}
+LOG_PROGRAMS = tuple(LOG_FILES)
 DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
@@ -59,30 +66,17 @@ def parse_since(text: str) -> datetime.timedelta:
     return datetime.timedelta(**{unit: int(match.group(1))})
 
 
-def lines_since(lines: list[str], since: datetime.timedelta, now: datetime.datetime) -> list[str]:
-    """The lines of the last `since`; a line without a time stays with the line before it."""
-    cutoff = now - since
-    kept, keeping = [], False
-    for line in lines:
-        match = LOG_TIME.match(line)
-        if match:
-            stamp = datetime.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}+00:00")
-            keeping = stamp >= cutoff
-        if keeping:
-            kept.append(line)
-    return kept
-
-
 def log_file(program: str, host: str) -> str:
-    """A log's path under the environment's root (supervisor.cfg names them so)."""
-    return {"api": "ella-prod/logs/api.log",
-            "ella": f"ella-prod/logs/ella-{host}.log",
-            "supervisor": f"ella-prod/logs/supervisord-{host}.log"}[program]
+    """A log's name in ELLA's log directory."""
+    return LOG_FILES[program].format(host=host)
 
 
-def logs(inventory: Path, host: str, program: str, lines: int) -> dict[str, Any]:
+def logs(inventory: Path, host: str, program: str, lines: int,
+         since: datetime.timedelta | None = None) -> dict[str, Any]:
+    """The last lines of a log (of the last `since`, judged on the host in its own time)."""
     extravars: dict[str, Any] = {"ella_logs_file": log_file(program, host), "ella_logs_lines": lines,
-                                 "ella_logs_host": host}
+                                 "ella_logs_host": host,
+                                 "ella_logs_since_seconds": int(since.total_seconds()) if since else 0}
     result = run_playbook("logs.yml", inventory, extravars=extravars)
     published = result.published.get("ella_logs")
     if not result.ok or published is None:

@@ -70,7 +70,7 @@ def psql_argv(connection: Connection, sql: str | None) -> list[str]:
 
 
 def follow_argv(connection: Connection, log_file: str, lines: int) -> list[str]:
-    path = f"{connection.root}/{log_file}"
+    path = f"{connection.root}/ella-prod/logs/{log_file}"
     return connection.as_service_user(["tail", "-n", str(lines), "-F", path])
 
 

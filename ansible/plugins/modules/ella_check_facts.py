@@ -65,12 +65,9 @@ import urllib.error
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_logs import window_lines
 
-# api.log: 2026-11-25T20:00:00.123Z ...; supervisord: 2026-11-25 20:00:00,123 ... (UTC on the hosts).
-LOG_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})")
 TRACEBACK = "Traceback (most recent call last)"
-# Logs are read from their end, at most this much: enough for the window on a busy day.
-TAIL_BYTES = 16 * 1024 * 1024
 
 
 def meminfo():
@@ -95,24 +92,6 @@ def disk(entry):
                 "error": f"{path}: {error.strerror}"}
     return {"label": entry.get("label", path), "path": path,
             "free_bytes": stat.f_bavail * stat.f_frsize, "total_bytes": stat.f_blocks * stat.f_frsize}
-
-
-def window_lines(path, since):
-    """The lines of `path` stamped at or after `since` (epoch), with the unstamped lines
-    that follow them (a traceback continues the line before it)."""
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - TAIL_BYTES))
-        text = handle.read().decode("utf-8", errors="replace")
-    keeping = False
-    for line in text.splitlines():
-        match = LOG_TIME.match(line)
-        if match:
-            stamp = datetime.datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}+00:00").timestamp()
-            keeping = stamp >= since
-        if keeping:
-            yield line
 
 
 def access_log(path, pattern, since, minutes):
