@@ -26,6 +26,11 @@ class HostStatus:
     db_sessions: int | None
     active: bool
     error: str | None = None
+    # ELLA's own programs inside the image (nginx, api, polling, analysis-watcher) that are
+    # not RUNNING while the outer program is: the API may be dead behind a RUNNING program.
+    inner_problems: tuple[str, ...] = ()
+    # ella-cli runs on the host (a migration by hand?).
+    cli_processes: int = 0
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,9 @@ class EnvironmentStatus:
     reasons: tuple[str, ...]
     hosts: tuple[HostStatus, ...]
     exit_code: int
+    # The deploy lock (held, holder, heartbeat_age, gone) and the last release's journal.
+    lock: dict[str, Any] | None = None
+    journal: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +60,11 @@ def host_status(
     supervisord = report["supervisord"]
     program = report["program"]
     processes = report["processes"]
+    inner = report.get("inner") or {}
+    inner_problems = tuple(f"{name} {state}" for name, state in sorted((inner.get("programs") or {}).items())
+                           if state != "RUNNING")
+    if processes and inner.get("error"):
+        inner_problems += (f"ELLA's own supervisord does not answer ({inner['error']})",)
     return HostStatus(
         host=name,
         reachable=True,
@@ -65,6 +78,8 @@ def host_status(
         db_sessions=db_sessions,
         active=view.active,
         error=supervisord.get("error") if not supervisord["running"] else None,
+        inner_problems=inner_problems,
+        cli_processes=len(report.get("cli") or []),
     )
 
 
@@ -97,6 +112,8 @@ def from_result(result: PlaybookResult, inventory: Path, command: str = "status"
         reasons=verdict.reasons,
         hosts=hosts,
         exit_code=verdict.exit_code,
+        lock=published.get("lock"),
+        journal=published.get("journal"),
     )
 
 
@@ -130,4 +147,19 @@ def render(status: EnvironmentStatus) -> str:
     lines += ["  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
     lines += [f"! {reason}" for reason in status.reasons]
     lines += [f"! {h.host}: {h.error}" for h in status.hosts if h.error]
+    lines += [f"! {h.host}: ELLA's program runs, but inside it: {', '.join(h.inner_problems)}"
+              for h in status.hosts if h.inner_problems]
+    lines += [f"! {h.host}: {h.cli_processes} ella-cli run(s) in progress" for h in status.hosts if h.cli_processes]
+    lock = status.lock or {}
+    if lock.get("held"):
+        holder = lock.get("holder") or {}
+        lines.append(f"! deploy lock held by {holder.get('operator')} ({holder.get('command')}) since {holder.get('since')}, "
+                     f"heartbeat {lock.get('heartbeat_age')}s ago"
+                     + (f": its holder is gone ({lock['gone']}); `ella-deploy recover` breaks it" if lock.get("gone")
+                        else ": that run is still going"))
+    journal = status.journal or {}
+    if journal.get("open"):
+        lines.append(f"! the release of {journal.get('version')} (from {journal.get('previous_version')}) stopped in "
+                     f"phase {journal.get('phase')}, last step {(journal.get('steps') or [{}])[-1].get('step')}: "
+                     "`ella-deploy recover` finishes or rolls it back")
     return "\n".join(lines)

@@ -110,6 +110,23 @@ class Supervisor:
         return {"added": added, "changed": changed, "removed": removed}
 
 
+def inner_supervisor(config_path, socket_dir):
+    """ELLA's own supervisord inside the image: its config (written by ELLA's entrypoint to
+    /socket) names its socket as the image sees it, /socket/supervisor.sock."""
+    supervisor = Supervisor(config_path)
+    if supervisor.serverurl and socket_dir:
+        supervisor.serverurl = supervisor.serverurl.replace("unix:///socket/", "unix://%s/" % socket_dir.rstrip("/"))
+    return supervisor
+
+
+def inner_programs(config_path, socket_dir):
+    """program -> state of ELLA's own supervisord, and why it is not known (None when known)."""
+    try:
+        return inner_supervisor(config_path, socket_dir).programs(), None
+    except Exception as error:  # noqa: BLE001 - not answering is a state, not an error
+        return {}, "%s: %s" % (error.__class__.__name__, str(error)[:200])
+
+
 # ---- processes -----------------------------------------------------------------------------
 
 def _read(pid, name):

@@ -32,6 +32,9 @@ options:
   inner_supervisor_config:
     description: The config ELLA's entrypoint writes for its own supervisord (host path).
     type: path
+  inner_socket_dir:
+    description: The host directory bound at /socket, where that supervisord's socket is.
+    type: path
 """
 
 RETURN = r"""
@@ -44,15 +47,7 @@ ella_host:
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.ella_host import Supervisor, ella_processes, symlink_state
-
-
-def inner_state(config_path):
-    """ELLA's own supervisord inside the image: program -> state, or why unknown."""
-    try:
-        return {"programs": Supervisor(config_path).programs(), "error": None}
-    except Exception as error:  # noqa: BLE001 - any failure means: not known to be serving
-        return {"programs": {}, "error": "%s: %s" % (error.__class__.__name__, str(error)[:200])}
+from ansible.module_utils.ella_host import Supervisor, ella_processes, inner_programs, symlink_state
 
 
 def main():
@@ -62,6 +57,7 @@ def main():
             program=dict(type="str", default="ella"),
             image_link=dict(type="path", required=True),
             inner_supervisor_config=dict(type="path"),
+            inner_socket_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -76,7 +72,8 @@ def main():
         "symlink": symlink_state(module.params["image_link"]),
     }
     if module.params["inner_supervisor_config"] and report["processes"]:
-        report["inner"] = inner_state(module.params["inner_supervisor_config"])
+        programs, error = inner_programs(module.params["inner_supervisor_config"], module.params["inner_socket_dir"])
+        report["inner"] = {"programs": programs, "error": error}
     module.exit_json(changed=False, ella_host=report)
 
 

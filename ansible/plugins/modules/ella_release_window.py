@@ -104,7 +104,7 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_host import (
-    Supervisor, ella_cli, ella_processes, last_line, switch_symlink,
+    Supervisor, ella_cli, ella_processes, inner_programs, last_line, switch_symlink,
 )
 from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import PgError, Server, stamp
@@ -423,7 +423,7 @@ class Window:
             elif not any(p["image"] and os.path.realpath(p["image"]) == expected for p in servers):
                 last = "ELLA runs %s, expected %s" % (servers[0]["image"] or "an unknown image", expected)
             else:
-                states = inner_programs(inner, health.get("socket_dir")) if inner else {}
+                states = inner_programs(inner, health.get("socket_dir"))[0] if inner else {}
                 not_running = sorted(name for name, state in states.items() if state != "RUNNING")
                 if inner and (not states or not_running):
                     last = ("ELLA's own supervisord: " + ", ".join("%s %s" % (n, states[n]) for n in not_running)
@@ -446,17 +446,6 @@ class Window:
             journal["outcome"] = self.params["outcome"]
             journal["finished"] = time.time()
             self.journal.write()
-
-
-def inner_programs(config, socket_dir):
-    """ELLA's own supervisord: its config names the socket inside the image (/socket/...)."""
-    try:
-        supervisor = Supervisor(config)
-        if supervisor.serverurl and socket_dir:
-            supervisor.serverurl = supervisor.serverurl.replace("unix:///socket/", "unix://%s/" % socket_dir.rstrip("/"))
-        return supervisor.programs()
-    except Exception:  # noqa: BLE001 - not answering is a state, not an error
-        return {}
 
 
 def http_get(url):
