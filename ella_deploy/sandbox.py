@@ -45,6 +45,9 @@ FIXTURES_FROM = "1.16.5"
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
 ADMIN_ROLE = "ella_admin"
+# The copies of a database that ella-deploy makes beside it: <db>_<kind>_<time>
+# (ansible/plugins/module_utils/ella_pg.py, ella_release_window, rehearse.yml).
+COPY_KINDS = ("rollback", "restore", "verify", "replaced", "failed", "rehearsal")
 # uid/gid of the service user in the host image (testbed/host-image/build.sh).
 SERVICE_UID = 1500
 
@@ -284,8 +287,10 @@ class Sandbox:
 
     def _drop_databases(self, env: Environment) -> None:
         """The database and everything a release made beside it (rollback points, scratch copies)."""
+        # Only this environment's: another one's database may share the prefix (ella_staging).
+        made = "|".join(COPY_KINDS)
         self._psql(f"SELECT format('DROP DATABASE %I WITH (FORCE)', datname) FROM pg_database "
-                   f"WHERE datname = '{env.db_name}' OR datname LIKE '{env.db_name}\\_%' \\gexec\n")
+                   f"WHERE datname = '{env.db_name}' OR datname ~ '^{env.db_name}_({made})_' \\gexec\n")
 
     def _database_exists(self, name: str) -> bool:
         return self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';\n", "-At").strip() == "1"
@@ -347,14 +352,15 @@ class Sandbox:
 
         secrets_dir = self.secret_path("x").parent
         secrets_dir.mkdir(exist_ok=True, mode=0o700)
-        names = ["supervisor_password", "db_admin_password"]
+        names = ["supervisor_password", "db_admin_password", "ella_user_password"]
         names += [f"db_password_{env.db_name}" for env in environments()]
         names += [f"db_readonly_password_{env.db_name}" for env in environments()]
         for name in names:
             path = self.secret_path(name)
             if not path.exists():
                 path.touch(mode=0o600)
-                path.write_text(secrets.token_urlsafe(24))
+                # (ELLA's password policy wants three of: upper, lower, digit, other)
+                path.write_text(secrets.token_urlsafe(24) + ("-Aa1" if name == "ella_user_password" else ""))
 
         for env in environments():
             storage = self.storage_dir(env.inventory)
