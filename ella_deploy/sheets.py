@@ -69,7 +69,7 @@ PASSED_WORDS = frozenset({"ok", "bestått", "godkjent", "passed", "pass"})
 # The default tests ({version}: the released version), what ELLA's users do every day.
 DEFAULT_TESTS: tuple[tuple[str, str], ...] = (
     ("Logg inn med egen bruker", "Innloggingen lykkes; oversikten vises uten feilmeldinger"),
-    ("Kontroller versjonen (Om ELLA / versjonsnummer nederst)", "ELLA viser versjon {version}"),
+    ("Kontroller at ELLA viser riktig versjon", "ELLA viser versjon {version}"),
     ("Åpne en analyse fra oversikten", "Analysen åpnes; varianter, annotasjon og tidligere tolkninger vises"),
     ("Bruk et filter (filterkonfigurasjon) på analysen",
      "Variantlisten filtreres som forventet; de filtrerte variantene kan vises"),

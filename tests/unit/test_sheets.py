@@ -45,8 +45,9 @@ def fill(path: str | Path, results: dict[int, tuple[str | None, str | None]]) ->
     sheet = workbook.active
     header = next(row[0].row for row in sheet.iter_rows(min_col=1, max_col=1) if row[0].value == "Test")
     for number, (result, signature) in results.items():
-        sheet.cell(header + number, 3, result)
-        sheet.cell(header + number, 4, signature)
+        # .value, not cell(row, column, value): that form ignores None (a cleared cell).
+        sheet.cell(header + number, 3).value = result
+        sheet.cell(header + number, 4).value = signature
     workbook.save(path)
 
 
@@ -132,6 +133,13 @@ def test_accept_refuses_a_sheet_with_tests_not_done_and_names_the_rows(written: 
             "'Feil: filteret tar bort alt'); not signed: row "
             f"{header_row + 5} (Søk etter et gen eller en variant)") in message
     assert message.endswith("accept anyway with --force (audited)")
+
+
+def test_a_result_cleared_again_counts_as_missing(written: Path):
+    fill(written, every_test())
+    fill(written, {7: (None, "KN")})
+    verdict = sheets.read(written)
+    assert [row.test for row in verdict.missing] == [sheets.DEFAULT_TESTS[6][0]]
 
 
 def test_accept_refuses_an_untouched_sheet_in_one_line(written: Path):
