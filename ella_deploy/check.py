@@ -573,14 +573,13 @@ def _deploy_check(deploys: Any, thresholds: dict[str, Any], now: float) -> Check
     return _guarded(name, None, build)
 
 
-ZABBIX_SEVERITIES = ("Not classified", "Information", "Warning", "Average", "High", "Disaster")
-
-
 def _severity(level: float | None) -> str:
+    from ella_deploy.zabbix import SEVERITIES
+
     if level is None:
         return "never"
     index = int(level)
-    return ZABBIX_SEVERITIES[index] if 0 <= index < len(ZABBIX_SEVERITIES) else f"severity {index}"
+    return SEVERITIES[index] if 0 <= index < len(SEVERITIES) else f"severity {index}"
 
 
 def _zabbix_checks(zabbix: Any, thresholds: dict[str, Any], now: float) -> list[Check]:
