@@ -56,6 +56,8 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "tracebacks": [1, 10],
     "uiexceptions_24h": [1, 20],
     "recent_deploy_hours": 2,
+    # Zabbix problem severities (0 Not classified .. 5 Disaster): at or above.
+    "zabbix_severity": [2, 4],
 }
 
 # Audit record kinds that change what runs: a recent one may explain a problem.
@@ -571,8 +573,80 @@ def _deploy_check(deploys: Any, thresholds: dict[str, Any], now: float) -> Check
     return _guarded(name, None, build)
 
 
+def _severity(level: float | None) -> str:
+    from ella_deploy.zabbix import SEVERITIES
+
+    if level is None:
+        return "never"
+    index = int(level)
+    return SEVERITIES[index] if 0 <= index < len(SEVERITIES) else f"severity {index}"
+
+
+def _zabbix_checks(zabbix: Any, thresholds: dict[str, Any], now: float) -> list[Check]:
+    """Zabbix's active problems of the ELLA hosts and the database host, one line each (a host
+    without any: one OK line). Not configured: one OK line saying so. Zabbix unreachable or
+    the token refused: one WARN line (a blind spot, not an outage of ELLA)."""
+    name = "zabbix"
+    if zabbix is None:
+        return [Check(name, None, UNKNOWN, "not asked", "-", "the check playbook published no Zabbix result")]
+    if not isinstance(zabbix, dict):
+        return [Check(name, None, UNKNOWN, "not measured", "-", f"Zabbix result malformed: {zabbix!r}")]
+    if not zabbix.get("configured"):
+        return [Check(name, None, OK, "Zabbix not configured", "asked when ella_check_zabbix_url and "
+                      "ella_check_zabbix_token are set")]
+
+    def build() -> list[Check]:
+        rule = _rule({"zabbix_severity": zabbix.get("severity") or thresholds.get("zabbix_severity")},
+                     "zabbix_severity", "at_or_above")
+        threshold = f"warn ≥ {_severity(rule.warn)}, crit ≥ {_severity(rule.crit)}"
+        where = _one_line(zabbix.get("url") or "")
+        if zabbix.get("error"):
+            return [Check(name, None, WARN, _cut(zabbix["error"], 2 * MESSAGE_CHARS), threshold,
+                          "problems not known: " + (where or "-"))]
+        hosts = zabbix.get("hosts")
+        problems = zabbix.get("problems")
+        if not isinstance(hosts, dict) or not isinstance(problems, list):
+            raise _Unknown(f"Zabbix result without hosts or problems: {sorted(zabbix)}")
+        checks = []
+        for host in [str(h) for h in zabbix.get("requested_hosts") or sorted(hosts)]:
+            known = _dict(hosts.get(host))
+            if not known.get("found"):
+                checks.append(Check(name, host, WARN, "not in Zabbix: its problems are not seen", threshold,
+                                    "no Zabbix host of that name (ella_check_zabbix_hosts)"))
+                continue
+            if not known.get("monitored", True):
+                checks.append(Check(name, host, WARN, "disabled in Zabbix: its problems are not seen", threshold,
+                                    f"Zabbix host {known.get('zabbix_host') or host}"))
+            mine = [_dict(p) for p in problems if _dict(p).get("host") == host]
+            mine.sort(key=lambda p: (-int(_number(p.get("severity")) or 0), -(_number(p.get("since")) or 0)))
+            maintenance = " (in maintenance)" if known.get("maintenance") else ""
+            if not mine and known.get("monitored", True):
+                checks.append(Check(name, host, OK, "no active problems" + maintenance, threshold))
+            for problem in mine:
+                level = _number(problem.get("severity"))
+                if level is None:
+                    raise _Unknown(f"Zabbix problem without severity: {problem!r}")
+                since = _number(problem.get("since"))
+                notes = [f"since {_age(now - since)}" if since else "",
+                         "acknowledged" if problem.get("acknowledged") else "",
+                         "suppressed (maintenance)" if problem.get("suppressed") else ""]
+                # A suppressed problem is one a maintenance window expects: listed, not alerted.
+                state = OK if problem.get("suppressed") else rule.state(level)
+                checks.append(Check(name, host, state, f"{_severity(level)}: {_cut(problem.get('name'), MESSAGE_CHARS)}",
+                                    threshold, ", ".join(note for note in notes if note)))
+        return checks
+
+    try:
+        return build()
+    except _Unknown as reason:
+        return [Check(name, None, UNKNOWN, "not measured", "-", str(reason))]
+    except Exception as error:  # a monitoring probe must report, never crash
+        return [Check(name, None, UNKNOWN, "not evaluated", "-", f"unexpected Zabbix result: {error!r}")]
+
+
 def evaluate(measured: dict[str, Any]) -> list[Check]:
-    """The checks, in a stable order: instances, hosts (sorted), API, database, deploys."""
+    """The checks, in a stable order: instances, hosts (sorted), API, database, deploys, Zabbix
+    (when the measurement asked it: a `zabbix` key)."""
     measured = _dict(measured)
     thresholds = {**DEFAULT_THRESHOLDS, **_dict(measured.get("thresholds"))}
     now = _number(measured.get("checked_at"))
@@ -587,6 +661,8 @@ def evaluate(measured: dict[str, Any]) -> list[Check]:
     checks += _api_checks(measured.get("api"), guard, thresholds)
     checks += _database_checks(measured.get("database"), thresholds)
     checks.append(_deploy_check(measured.get("deploys"), thresholds, time.time() if now is None else now))
+    if "zabbix" in measured:
+        checks += _zabbix_checks(measured["zabbix"], thresholds, time.time() if now is None else now)
     return checks
 
 
@@ -657,11 +733,16 @@ DEPLOYS_KEPT = 20
 def measure(inventory: Any, progress: Any = None) -> dict[str, Any]:
     """Run check.yml (reads only, every host in parallel) and shape what it published."""
     import base64
+    import dataclasses
 
     from ella_deploy import audit, status
     from ella_deploy.runner import run_playbook
 
     result = run_playbook("check.yml", inventory, progress=progress)
+    # check.yml asks Zabbix in a play on the controller: localhost is no host of the environment.
+    zabbix_failure = next((f"{f.task}: {f.message}" for f in result.failures if f.host == "localhost"), "")
+    result = dataclasses.replace(result, failures=[f for f in result.failures if f.host != "localhost"],
+                                 stats={h: c for h, c in result.stats.items() if h != "localhost"})
     environment = status.from_result(result, inventory, "check")
     published = result.published
     host_facts: dict[str, Any] = published.get("ella_check_hosts") or {}
@@ -697,4 +778,7 @@ def measure(inventory: Any, progress: Any = None) -> dict[str, Any]:
                   "unknown": [h.host for h in environment.hosts if not h.reachable],
                   "message": "; ".join(environment.reasons)},
         "deploys": None if records is None else records[-DEPLOYS_KEPT:],
+        # Asked by check.yml's play on the controller (ella_check's `zabbix` entry point).
+        "zabbix": published.get("ella_check_zabbix") or (
+            {"configured": True, "error": f"Zabbix not asked: {zabbix_failure}"} if zabbix_failure else None),
     }

@@ -86,11 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     accept = commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
     accept.add_argument("--notify", action="store_true",
                         help="e-mail the users that the new version is in use (a failed send fails nothing)")
+    accept.add_argument("--sheet", metavar="PATH", type=Path,
+                        help="the filled-in acceptance sheet (.xlsx): refused while a test is not passed and signed")
+    accept.add_argument("--force", action="store_true",
+                        help="with --sheet: accept although tests are not passed (audited)")
     commands.add_parser("history", help="the audit log of the environment")
     records = commands.add_parser("records", help="change records (Endringskontroll) of non-hotfix releases: "
                                                   "list, or write VERSION's again")
     records.add_argument("record_version", nargs="?", metavar="VERSION", help="X.Y.Z to (re)write")
-    records.add_argument("--force", action="store_true", help="overwrite a .docx that was edited by hand")
+    records.add_argument("--force", action="store_true", help="overwrite a .docx or test sheet edited by hand")
 
     recover = commands.add_parser("recover", help="after an interrupted run: say what production is in, then "
                                                   "finish or roll back the release, under the lock")
@@ -276,8 +280,10 @@ def cmd_release(args: argparse.Namespace) -> int:
     }
     if outcome.ok and outcome.record:
         summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress)
+        summary["test_sheet"] = _test_sheet(inventory, outcome.record.get("to_version"), audit_records=[outcome.record])
     _emit(args.output, release.render_outcome(outcome)
-          + (f"\nchange record: {summary['change_record']['docx']}" if summary.get("change_record") else ""), summary)
+          + (f"\nchange record: {summary['change_record']['docx']}" if summary.get("change_record") else "")
+          + (f"\ntest sheet: {summary['test_sheet']['path']}" if summary.get("test_sheet") else ""), summary)
     if outcome.interrupted:
         raise EllaDeployError("release: " + "; ".join(outcome.errors), ExitCode.INTERRUPTED)
     if not outcome.ok:
@@ -308,9 +314,19 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def cmd_accept(args: argparse.Namespace) -> int:
     from ella_deploy import release
 
+    test_sheet = None
+    if args.sheet:
+        from ella_deploy import sheets
+
+        test_sheet = sheets.check_for_accept(paths.resolve_inventory(args.inventory), args.sheet, args.force)
+    elif args.force:
+        raise EllaDeployError("accept: --force is for a test sheet's tests: give --sheet PATH", ExitCode.USAGE)
     record = release.accept(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
-                            _progress(args.output), notify=args.notify)
+                            _progress(args.output), notify=args.notify, test_sheet=test_sheet)
     text = f"accepted ELLA {record['version']}: broadcast {record['broadcast_id']} deactivated"
+    if test_sheet:
+        text += (f"\ntest sheet: {test_sheet['passed']} of {test_sheet['rows']} tests passed"
+                 + (" (--force)" if test_sheet["forced"] else "") + f", sha256 {test_sheet['sha256']}")
     change_record = _change_record(paths.resolve_inventory(args.inventory), record.get("version"), None)
     if change_record:
         text += f"\nchange record: {change_record['docx']}" + (
@@ -342,6 +358,24 @@ def _change_record(inventory: Path, version: str | None, progress: Any) -> dict[
     return None
 
 
+def _test_sheet(inventory: Path, version: str | None, force: bool = False,
+                audit_records: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """Write the verification or acceptance sheet after a release; a failure is reported, not fatal."""
+    from ella_deploy import sheets
+
+    if not version:
+        return None
+    try:
+        written = sheets.write_for(inventory, version, force, audit_records)
+    except Exception as error:  # noqa: BLE001 - the release is done; the sheet must not hide that
+        reason = error.message if isinstance(error, EllaDeployError) else f"{error.__class__.__name__}: {error}"
+        print(f"ella-deploy: test sheet not written: {reason} (retry: ella-deploy records {version})", file=sys.stderr)
+        return None
+    if written and written["note"]:
+        print(f"ella-deploy: test sheet {written['path']}: {written['note']}", file=sys.stderr)
+    return written
+
+
 def cmd_records(args: argparse.Namespace) -> int:
     from ella_deploy import records, versions
 
@@ -356,10 +390,18 @@ def cmd_records(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if not versions.VERSION.match(args.record_version):
         raise EllaDeployError(f"records: {args.record_version!r} is not X.Y.Z", ExitCode.USAGE)
-    record = records.collect(inventory, args.record_version)
+    sheet = _test_sheet(inventory, args.record_version, args.force)
+    try:
+        record = records.collect(inventory, args.record_version)
+    except EllaDeployError as error:
+        if sheet is None or "hotfix" not in error.message:
+            raise
+        _emit(args.output, f"{sheet['path']}\n{error.message}", {"record": None, "test_sheet": sheet})
+        return ExitCode.OK
     written = records.write(record, records.records_dir(record["environment"]), force=args.force)
     text = f"{written['docx']}\n{written['markdown']}" + (f"\n{written['note']}" if written["note"] else "")
-    _emit(args.output, text, {"record": record, **written})
+    text += f"\n{sheet['path']}" if sheet else ""
+    _emit(args.output, text, {"record": record, **written, "test_sheet": sheet})
     return ExitCode.OK
 
 

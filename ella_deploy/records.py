@@ -35,7 +35,8 @@ def records_dir(environment: str) -> Path:
     return Path(base) / environment
 
 
-def _when(value: Any) -> str:
+def when(value: Any) -> str:
+    """A timestamp of the audit log as the records show it (UTC)."""
     if value in (None, ""):
         return "-"
     return datetime.datetime.fromtimestamp(float(value), datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -65,9 +66,9 @@ def build(version: str, environment: str, records: list[dict[str, Any]],
     else:
         verified = [r for r in releases(staging_records) if r.get("to_version") == version
                     and float(r.get("finished") or 0) <= finished]
-        staging = ({"verified": True, "when": _when(verified[-1].get("finished")),
+        staging = ({"verified": True, "when": when(verified[-1].get("finished")),
                     "operator": verified[-1].get("operator"),
-                    "text": f"{staging_name}: {_when(verified[-1].get('finished'))} av {verified[-1].get('operator')}"}
+                    "text": f"{staging_name}: {when(verified[-1].get('finished'))} av {verified[-1].get('operator')}"}
                    if verified else {"verified": False, "text": f"IKKE verifisert i {staging_name or 'staging'}"
                                      + (" (--skip-staging-check)" if (release.get("staging_check") or {}).get(
                                          "skipped") else "")})
@@ -78,8 +79,8 @@ def build(version: str, environment: str, records: list[dict[str, Any]],
         "environment": environment,
         "from_version": release.get("from_version") or "ingen",
         "change_kind": kind,
-        "started": _when(release.get("started")),
-        "finished": _when(release.get("finished")),
+        "started": when(release.get("started")),
+        "finished": when(release.get("finished")),
         "operator": release.get("operator"),
         "host": release.get("host"),
         "command": release.get("command"),
@@ -87,7 +88,7 @@ def build(version: str, environment: str, records: list[dict[str, Any]],
         "migrations": (f"{migrations.get('from_revision')} → {migrations.get('to_revision')}"
                        if migrations.get("pending") else "ingen (databasen var allerede på nyeste revisjon)"),
         "staging": staging,
-        "acceptance": (f"{accepted[-1].get('operator')}, {_when(accepted[-1].get('finished'))}" if accepted
+        "acceptance": (f"{accepted[-1].get('operator')}, {when(accepted[-1].get('finished'))}" if accepted
                        else "ikke registrert ennå (ella-deploy accept)"),
         "backup": (f"{backup.get('path')} (sha256 {backup.get('sha256')})" if backup else "-"),
     }
@@ -145,6 +146,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def edited_by_hand(path: Path, sidecar: Path, key: str) -> bool:
+    """Whether `path` differs from what ella-deploy last wrote there (its sha256 under `key`
+    in the sidecar .json); a file with no sidecar was not written by ella-deploy."""
+    written_before = json.loads(sidecar.read_text()).get(key) if sidecar.exists() else None
+    return path.exists() and _sha256(path) != written_before
+
+
 def write(record: dict[str, Any], directory: Path, force: bool = False) -> dict[str, Any]:
     """Write the .docx and .md; a .docx changed by hand since it was written is kept unless
     `force`. Returns the paths and whether the .docx was (re)written."""
@@ -152,8 +160,7 @@ def write(record: dict[str, Any], directory: Path, force: bool = False) -> dict[
     stem = directory / f"Endringskontroll-ELLA-{record['version']}"
     # Not with_suffix: "2.1.0" has a suffix of its own (".0").
     docx_path, md_path, sidecar = (Path(f"{stem}{suffix}") for suffix in (".docx", ".md", ".json"))
-    written_before = json.loads(sidecar.read_text()).get("docx_sha256") if sidecar.exists() else None
-    edited = docx_path.exists() and _sha256(docx_path) != written_before
+    edited = edited_by_hand(docx_path, sidecar, "docx_sha256")
     md_path.write_text(markdown(record), encoding="utf-8")
     if edited and not force:
         return {"docx": str(docx_path), "markdown": str(md_path), "docx_written": False,
@@ -189,7 +196,7 @@ def listing(inventory: Path) -> list[dict[str, Any]]:
         stem = records_dir(environment) / f"Endringskontroll-ELLA-{release.get('to_version')}"
         needs = release.get("change_kind") in NEEDS_RECORD
         out.append({"version": release.get("to_version"), "from_version": release.get("from_version"),
-                    "change_kind": release.get("change_kind"), "finished": _when(release.get("finished")),
+                    "change_kind": release.get("change_kind"), "finished": when(release.get("finished")),
                     "record": f"{stem}.docx" if needs else None,
                     "written": needs and Path(f"{stem}.docx").exists()})
     return out

@@ -303,10 +303,12 @@ def render_outcome(outcome: ReleaseOutcome) -> str:
 
 
 def accept(inventory: Path, command: str, progress: ProgressCallback | None = None,
-           notify: bool = False) -> dict[str, Any]:
+           notify: bool = False, test_sheet: dict[str, Any] | None = None) -> dict[str, Any]:
     """The acceptance test passed: take down the release's broadcast, audited; with
-    `notify`, tell the users (a failed send is reported, never fatal)."""
-    extravars = {**audit.run_metadata(command), "ella_release_notify": notify}
+    `notify`, tell the users (a failed send is reported, never fatal). `test_sheet`: what
+    the audit record keeps of the acceptance sheet (sheets.judge_for_accept)."""
+    extravars = {**audit.run_metadata(command), "ella_release_notify": notify,
+                 "ella_deploy_test_sheet": test_sheet}
     result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
     if not result.ok:
         raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
