@@ -1,27 +1,68 @@
-"""Pure parts of the daily operations: log time windows, ella-cli argument checks."""
+"""Pure parts of the daily operations: ELLA's log stamps and time windows (read on the host,
+ansible/plugins/module_utils/ella_logs.py), ella-cli argument checks."""
 
 from __future__ import annotations
 
 import datetime
+import importlib.util
+import os
+import time
+from pathlib import Path
 
 import pytest
 
 from ella_deploy import operations
 from ella_deploy.errors import EllaDeployError, ExitCode
 
-NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.UTC)
-LINES = [
-    '2026-11-25T11:40:00.000Z 10.0.0.1 "GET /api/v1/config/ HTTP/1.1" 200 3ms',
-    "2026-11-25 11:55:00,123 INFO spawned: 'ella' with pid 42",
-    "Traceback (most recent call last):",
-    '2026-11-25T11:58:30.000Z 10.0.0.1 "GET /api/v1/analyses/ HTTP/1.1" 500 9ms',
-]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_since_keeps_the_window_and_continuation_lines():
-    assert operations.lines_since(LINES, datetime.timedelta(minutes=10), NOW) == LINES[1:]
-    assert operations.lines_since(LINES, datetime.timedelta(minutes=1), NOW) == []
-    assert operations.lines_since(LINES, datetime.timedelta(hours=1), NOW) == LINES
+def _ella_logs():
+    spec = importlib.util.spec_from_file_location("ella_logs", ROOT / "ansible/plugins/module_utils/ella_logs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ella_logs = _ella_logs()
+UTC = datetime.UTC
+# The formats of ELLA's real logs (seen in the sandbox): nginx and gunicorn access lines with an
+# offset, gunicorn's error log with one, ELLA's own log and supervisord's in local time.
+NGINX = '10.213.22.1 - - [25/Nov/2026:11:40:00 +0000] "GET /api/v1/config/ HTTP/1.1" 200 58505 "-" "x"'
+GUNICORN = "[2026-11-25 12:55:00 +0100] [5169] [DEBUG] GET /api/v1/config/"
+ELLA_LOCAL = "2026-11-25 11:58:30,967 [INFO] __main__: Starting polling worker"
+
+
+@pytest.fixture
+def oslo():
+    """The hosts' local time in TSD: Europe/Oslo (UTC+1 in November)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Oslo"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_stamps_with_an_offset_and_in_local_time(oslo):
+    assert ella_logs.line_time(NGINX) == datetime.datetime(2026, 11, 25, 11, 40, tzinfo=UTC).timestamp()
+    assert ella_logs.line_time(GUNICORN) == datetime.datetime(2026, 11, 25, 11, 55, tzinfo=UTC).timestamp()
+    # 11:58:30 in Oslo is 10:58:30 UTC.
+    assert ella_logs.line_time(ELLA_LOCAL) == datetime.datetime(2026, 11, 25, 10, 58, 30, tzinfo=UTC).timestamp()
+    assert ella_logs.line_time("Traceback (most recent call last):") is None
+    assert ella_logs.line_time('  File "/ella/src/api/main.py", line 1') is None
+
+
+def test_window_keeps_continuation_lines_with_their_line(tmp_path, oslo):
+    log = tmp_path / "api.log"
+    traceback = ["Traceback (most recent call last):", '  File "/ella/src/x.py", line 1', "ValueError: x"]
+    log.write_text("\n".join([NGINX, GUNICORN, *traceback, ELLA_LOCAL]) + "\n")
+    since = datetime.datetime(2026, 11, 25, 11, 50, tzinfo=UTC).timestamp()
+    assert list(ella_logs.window_lines(str(log), since)) == [GUNICORN, *traceback]
+    assert list(ella_logs.window_lines(str(log), 0)) == [NGINX, GUNICORN, *traceback, ELLA_LOCAL]
 
 
 @pytest.mark.parametrize(("text", "expected"), [("10m", 600), ("2h", 7200), ("45s", 45), ("1d", 86400)])

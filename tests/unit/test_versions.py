@@ -34,9 +34,33 @@ def test_resolve_refuses_what_is_not_staged(request_):
         versions.resolve(request_, versions.versions_in(STAGED))
 
 
-@pytest.mark.parametrize("text", ["2", "2.1", "v2.1.0", "2.x.x", "latest", "", "2.1.0-rc1"])
+@pytest.mark.parametrize("text", ["2", "2.1", "vv2.1.0", "2.x.x", "latest", "", "2.1.0-", "2.1.0\n", "2.1.٣",
+                                  "02.1.0", "2.1.0 ", "v2.x"])
 def test_malformed_requests_are_not_requests(text):
     assert not versions.is_request(text)
+
+
+@pytest.mark.parametrize("text", ["2.1.0", "v2.1.0", "2.x", "2.1.x", "1.18.0-rc.1", "1.17.2-fault.never-healthy"])
+def test_requests(text):
+    assert versions.is_request(text)
+
+
+def test_release_files_are_named_as_ella_names_them():
+    files = ["/x/ella-release-v1.17.2.sif", "/x/ella-release-1.16.5.sif", "/x/ella-release-v1.17.2.sif.sha256",
+             "/x/ella-release-v1.17.2-fault.never-healthy.sif", "/x/ella-release-v1.7.sif", "/x/notes.txt"]
+    assert versions.files_by_version(files) == {
+        "1.17.2": "ella-release-v1.17.2.sif", "1.16.5": "ella-release-1.16.5.sif",
+        "1.17.2-fault.never-healthy": "ella-release-v1.17.2-fault.never-healthy.sif"}
+    assert versions.versions_in(files) == ["1.16.5", "1.17.2-fault.never-healthy", "1.17.2"]
+
+
+def test_a_pattern_never_resolves_to_a_pre_release():
+    staged = ["1.17.1", "1.17.2-fault.never-healthy", "1.18.0-rc.1"]
+    assert versions.resolve("1.x", staged) == "1.17.1"
+    assert versions.resolve("1.17.x", staged) == "1.17.1"
+    assert versions.resolve("1.18.0-rc.1", staged) == "1.18.0-rc.1"
+    with pytest.raises(versions.VersionError):
+        versions.resolve("1.18.x", staged)
 
 
 @pytest.mark.parametrize(
