@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from ella_deploy import paths, sandbox
 
@@ -39,6 +40,17 @@ class SandboxAccess:
 
     def secret(self, name: str) -> str:
         return (self.state_dir / "secrets" / name).read_text().strip()
+
+    def storage(self, relative: str, environment: str = "sandbox") -> Path:
+        """A path on an environment's shared storage, as this machine sees it."""
+        return self.state_dir / "storage" / environment / relative
+
+    def journal(self) -> dict:
+        path = self.storage("deploy/journal.json")
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def databases(self) -> list[str]:
+        return self.psql("SELECT datname FROM pg_database ORDER BY 1;", "postgres").split()
 
     def exec(self, host: str, command: str, user: str = "root", check: bool = True) -> Result:
         """Run a shell command on a host (podman exec, no SSH involved)."""
