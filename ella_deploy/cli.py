@@ -420,6 +420,8 @@ def cmd_control(args: argparse.Namespace) -> int:
     command = audit.sanitized_command(args.argv)
     progress = _progress(args.output)
     fenced = tuple(getattr(args, "peer_fenced", ()))
+    for host in (getattr(args, "host", None), getattr(args, "to", None), *fenced):
+        paths.check_host(inventory, host, args.command)
     if args.command == "start":
         result = control.start(inventory, args.host, command, fenced, progress, args.break_lock)
     elif args.command == "stop":
@@ -491,6 +493,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                               "not --since or --output json", ExitCode.USAGE)
     inventory = paths.resolve_inventory(args.inventory)
     host = args.host
+    paths.check_host(inventory, host, "logs")
     if host is None:
         from ella_deploy import status
 
@@ -551,7 +554,9 @@ def cmd_psql(args: argparse.Namespace) -> int:
         raise EllaDeployError("psql: -c needs an SQL statement", ExitCode.USAGE)
     if args.output != "text":
         raise EllaDeployError("psql: prints psql's own output; --output json is not supported", ExitCode.USAGE)
-    connection = remote.connect(paths.resolve_inventory(args.inventory), args.host, "psql")
+    inventory = paths.resolve_inventory(args.inventory)
+    paths.check_host(inventory, args.host, "psql")
+    connection = remote.connect(inventory, args.host, "psql")
     interactive = args.sql is None and sys.stdin.isatty()
     returncode = remote.run(connection.ssh(remote.psql_argv(connection, args.sql), tty=interactive))
     return ExitCode.OK if returncode == 0 else ExitCode.FAILED

@@ -375,6 +375,14 @@ def psql_input(script: TaskScript, commit: bool, lock_timeout: str = "5s",
                statement_timeout: str = "15min") -> str:
     """The script wrapped in the one transaction ella-deploy owns, each statement marked.
 
+    The guarantee that nothing but ella-deploy's own ROLLBACK or COMMIT ends the transaction
+    comes from PostgreSQL, not from reading the script: psql never parses a statement of the
+    script. Each one travels as a dollar-quoted literal (a tag the statement does not contain)
+    and runs through EXECUTE in a PL/pgSQL block inside ella-deploy's BEGIN, where PostgreSQL
+    refuses any transaction command ("EXECUTE of transaction commands is not implemented") and
+    more than one command per string, however the text was written to look. A SELECT's rows go
+    nowhere; the row count of each statement comes back through a setting of the transaction.
+
     lock_timeout keeps a dry run from queueing behind (and in front of) ELLA's users for long.
     """
     # VERBOSITY terse and no notices: psql's errors (which come back) carry no DETAIL or CONTEXT
@@ -383,10 +391,34 @@ def psql_input(script: TaskScript, commit: bool, lock_timeout: str = "5s",
              "SET LOCAL client_min_messages = warning;",
              f"SET LOCAL lock_timeout = '{lock_timeout}';", f"SET LOCAL statement_timeout = '{statement_timeout}';"]
     for statement in script.statements:
-        # `;` on a line of its own: the statement may end in a -- comment.
-        lines += [f"\\echo {sqlrun.MARKER} {statement.number}", statement.text, ";"]
+        quote = _dollar_tag(statement.text)
+        block = _dollar_tag(statement.text + quote)
+        lines += [
+            f"\\echo {sqlrun.MARKER} {statement.number}",
+            f"DO {block} DECLARE n bigint; BEGIN EXECUTE {quote}{statement.text}{quote}; "
+            f"GET DIAGNOSTICS n = ROW_COUNT; PERFORM set_config('ella_task.rows', n::text, true); END {block};",
+            "SELECT current_setting('ella_task.rows') AS ella_task_rows \\gset",
+            f"\\echo {sqlrun.MARKER} rows {statement.number} {_command(statement.text)} :ella_task_rows",
+        ]
     lines += [f"\\echo {sqlrun.MARKER} end", "COMMIT;" if commit else "ROLLBACK;"]
     return "\n".join(lines) + "\n"
+
+
+def _dollar_tag(text: str) -> str:
+    """A dollar-quote tag that does not occur in `text`."""
+    import secrets
+
+    while True:
+        tag = f"$ella_{secrets.token_hex(6)}$"
+        if tag not in text:
+            return tag
+
+
+def _command(text: str) -> str:
+    """The statement's command word, as psql's tag would name it (UPDATE, INSERT, SELECT, ...)."""
+    words = re.sub(r"--[^\n]*|/\*.*?\*/", " ", text, flags=re.S).split()
+    first = words[0].upper() if words else "?"
+    return "SELECT" if first in ("WITH", "VALUES", "TABLE") else re.sub(r"[^A-Z]", "", first) or "?"
 
 
 def statements_of(script: TaskScript) -> list[dict[str, object]]:

@@ -122,9 +122,15 @@ def judge(
     (`sessions` None) make the state unknown.
     """
     reasons = []
+    # A fenced VM is off: its sessions in ELLA's database are leftovers that TCP keepalive
+    # would end only hours later. They are not ELLA running; a start ends them first.
+    views = [HostView(v.name, v.reachable, v.instances, v.stray_instances, v.program_state, 0)
+             if not v.reachable and v.name in fenced else v for v in views]
     for view in views:
         if not view.reachable and view.name in fenced:
-            reasons.append(f"{view.name}: unreachable, declared fenced by the operator")
+            reasons.append(f"{view.name}: unreachable, declared fenced by the operator"
+                           + (f"; its {sessions.by_host[view.name]} session(s) in ELLA's database are ended "
+                              "before a start" if sessions and sessions.by_host.get(view.name) else ""))
         if view.stray_instances:
             reasons.append(f"{view.name}: {view.stray_instances} ELLA process(es) not under supervisor")
         if view.db_sessions and not view.instances:

@@ -26,6 +26,12 @@ def parse_output(statements: list[dict[str, Any]], stdout: str) -> list[dict[str
     current: dict[str, Any] | None = None
     for line in stdout.splitlines():
         line = line.rstrip()
+        if line.startswith(MARKER + " rows "):
+            # "@@ella-task rows N COMMAND COUNT": what EXECUTE did (dbtask.psql_input).
+            parts = line.split()
+            if len(parts) == 6 and parts[3].isdigit() and int(parts[3]) in results and parts[5].isdigit():
+                results[int(parts[3])].update(tag=parts[4], rows=int(parts[5]))
+            continue
         if line.startswith(MARKER + " "):
             word = line.split()[1]
             if word == "end" or not word.isdigit() or int(word) not in by_number:

@@ -34,7 +34,9 @@ class EllaUser:
                                          data=json.dumps(body).encode() if body is not None else None)
         with self.opener.open(request, timeout=30) as response:
             text = response.read()
-        return json.loads(text) if text else None
+            # (ELLA answers a login with a redirect to its web UI)
+            is_json = response.headers.get_content_type() == "application/json"
+        return json.loads(text) if text and is_json else None
 
     def report_errors(self, count: int, tag: str) -> list[str]:
         """Errors the web UI reports as a user sees them (ELLA's uiexception table)."""

@@ -17,9 +17,11 @@ from tests.sandbox_access import PROD_ROOT
 
 
 def running_image(sandbox, host: str = "p22-ella-01") -> str:
-    """The image the Singularity runtime parent of ELLA on `host` holds open."""
+    """The image the Singularity runtime parent of ELLA on `host` holds open (read as the
+    service user: the process lives in its user namespace, which root in the VM may not enter)."""
     return sandbox.exec(host, "for pid in $(pgrep -f '^Singularity runtime parent'); do "
-                              "ls -l /proc/$pid/fd | grep -o '[^/]*[.]sif$'; done", check=False).stdout.strip()
+                              "ls -l /proc/$pid/fd | grep -o '[^/]*[.]sif$'; done", user="ella",
+                        check=False).stdout.strip()
 
 
 def test_minor_release_migrates_with_elles_own_migrations_and_keeps_every_row(prod):
