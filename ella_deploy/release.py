@@ -201,8 +201,9 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
     rehearsal = the_plan.get("rehearsal")
     if rehearsal:
         when = rehearsal.get("recorded") or rehearsal.get("finished")
-        lines.append(f"\nlast rehearsal  {rehearsal['outcome']} ({when}): backup {float(rehearsal['backup_seconds']):.1f}s, "
-                     f"migrate {float(rehearsal['migration_seconds']):.1f}s on {int(rehearsal['database_bytes']) / 1e6:.1f} MB")
+        lines.append(f"\nlast rehearsal  {rehearsal['outcome']} ({when}): rollback point "
+                     f"{float(rehearsal.get('rollback_point_seconds') or 0):.1f}s, migrate "
+                     f"{float(rehearsal['migration_seconds']):.1f}s on {int(rehearsal.get('database_bytes') or 0) / 1e6:.1f} MB")
     elif the_plan["change_kind"] != "none":
         lines.append(f"\nlast rehearsal  none (ella-deploy rehearse {the_plan['version']})")
     problems = plan_problems(the_plan, options)
@@ -318,22 +319,23 @@ def accept(inventory: Path, command: str, progress: ProgressCallback | None = No
 # ---- Rehearsal: the downtime known before the window ----------------------------------------
 
 # Seconds assumed for the steps a rehearsal does not measure when no release is on record.
-ASSUMED_STEPS = {"stop": 1.0, "switch": 0.5, "fixtures": 1.0, "start": 6.0}
+ASSUMED_STEPS = {"stop": 5.0, "switch": 0.1, "fixtures": 3.0, "guard_start": 3.0, "start": 12.0}
+DOWNTIME_ORDER = ["stop", "rollback_point", "switch", "migrate", "fixtures", "guard_start", "start"]
 
 
 def predict_downtime(rehearsal: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Downtime = stop + backup + switch + migrate + fixtures + start: backup and migration as
-    the rehearsal measured them, the other steps as the last successful release took them."""
+    """Downtime = stop + rollback point + switch + migrate + fixtures + guard + start: the rollback
+    point and the migration as the rehearsal measured them, the other steps as the last
+    successful release took them."""
     last = next((r for r in reversed(records) if r.get("kind") == "release" and r.get("outcome") == "success"
                  and r.get("steps")), None)
     taken = {step["name"]: float(step["seconds"]) for step in (last or {}).get("steps", [])}
     steps = {name: round(taken.get(name, assumed), 2) for name, assumed in ASSUMED_STEPS.items()}
-    steps["backup"] = float(rehearsal["backup_seconds"])
+    steps["rollback_point"] = float(rehearsal["rollback_point_seconds"])
     steps["migrate"] = float(rehearsal["migration_seconds"])
-    order = ["stop", "backup", "switch", "migrate", "fixtures", "start"]
-    return {"seconds": round(sum(steps[name] for name in order), 1),
-            "steps": {name: steps[name] for name in order},
-            "from": "this rehearsal (backup, migrate) and " + (
+    return {"seconds": round(sum(steps[name] for name in DOWNTIME_ORDER), 1),
+            "steps": {name: steps[name] for name in DOWNTIME_ORDER},
+            "from": "this rehearsal (rollback point, migrate) and " + (
                 f"the release of {last.get('to_version')} (other steps)" if last else "assumed values (other steps)")}
 
 
@@ -341,12 +343,12 @@ def rehearse(inventory: Path, version: str, command: str,
              progress: ProgressCallback | None = None) -> dict[str, Any]:
     from ella_deploy import history
 
-    if not versions.VERSION.match(version or ""):
+    if not versions.is_request(version or "") or versions.PATTERN.match(versions.normalize(version or "")):
         raise EllaDeployError(f"rehearse: {version!r} is not a version: use MAJOR.MINOR.PATCH", ExitCode.USAGE)
-    extravars = {"ella_rehearse_version": version, **audit.run_metadata(command)}
+    extravars = {"ella_release_request": versions.normalize(version), **audit.run_metadata(command)}
     result = run_playbook("rehearse.yml", inventory, extravars=extravars, progress=progress)
     record = result.published.get("ella_audit_record")
-    if record is None:
+    if record is None or record.get("kind") != "rehearsal" or "migration_seconds" not in record:
         raise EllaDeployError(f"rehearse: {result.error_summary()}",
                               ExitCode.REFUSED if result.refused else ExitCode.FAILED)
     outcome = dict(record)
@@ -359,10 +361,12 @@ def rehearse(inventory: Path, version: str, command: str,
 
 def render_rehearsal(outcome: dict[str, Any]) -> str:
     lines = [f"rehearsal of {outcome['version']} on a copy of {outcome['environment']}'s database "
-             f"({int(outcome['database_bytes']) / 1e6:.1f} MB): {outcome['outcome'].upper()}",
-             f"  backup     {float(outcome['backup_seconds']):7.2f}s",
-             f"  restore    {float(outcome['restore_seconds']):7.2f}s  (not part of a release)",
-             f"  migrate    {float(outcome['migration_seconds']):7.2f}s"]
+             f"({int(outcome.get('database_bytes') or 0) / 1e6:.1f} MB dumped, {outcome.get('rows')} rows): "
+             f"{outcome['outcome'].upper()}",
+             f"  backup          {float(outcome['backup_seconds']):7.2f}s  (after go-live in a release)",
+             f"  restore         {float(outcome['restore_seconds']):7.2f}s  (not part of a release)",
+             f"  rollback point  {float(outcome['rollback_point_seconds']):7.2f}s",
+             f"  migrate         {float(outcome['migration_seconds']):7.2f}s"]
     predicted = outcome.get("predicted_downtime")
     if predicted:
         lines.append(f"predicted downtime {predicted['seconds']:.1f}s ("

@@ -50,9 +50,11 @@ rc: {description: exit code, returned: always, type: int}
 stdout: {description: what ella-cli printed, returned: always, type: str}
 stderr: {description: its stderr, returned: always, type: str}
 parsed: {description: what the output means (revision/head/pending, broadcast_id), returned: always, type: dict}
+seconds: {description: how long ella-cli ran, returned: when it ran, type: float}
 """
 
 import subprocess
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_host import compare, ella_cli, interpret
@@ -80,13 +82,15 @@ def main():
             module.exit_json(changed=False, rc=0, stdout="", stderr="", parsed=parsed)
         if module.check_mode and params["changes"]:
             module.exit_json(changed=False, skipped=True, rc=0, stdout="", stderr="", parsed={})
+        started = time.monotonic()
         done = ella_cli(params["image"], params["args"], params["singularity_args"], params["environment"],
                         stdin=params["stdin"], timeout=params["timeout"])
+        seconds = round(time.monotonic() - started, 2)
         parsed = interpret(params["expect"], done)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
         module.fail_json(msg=str(error), rc=None, stdout="", stderr="", parsed={})
     result = dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout=done.stdout,
-                  stderr=done.stderr, parsed=parsed)
+                  stderr=done.stderr, parsed=parsed, seconds=seconds)
     # A plain command reports its exit code; the caller decides.
     module.exit_json(**result)
 

@@ -15,7 +15,9 @@ description:
   - C(restore) restores a dump into a scratch database, proves it complete against the
     manifest, then puts it in place of the live database by renaming both in one
     transaction. A missing, truncated or damaged dump leaves the live database untouched.
-  - C(copy) makes a copy of the live database on the server (CREATE DATABASE ... TEMPLATE),
+  - C(restore_into) restores a dump into a new database C(database), proven complete (a
+    rehearsal's scratch copy); the live database is not touched.
+  - C(copy) makes a copy of the live database (or of C(source)) on the server (CREATE DATABASE ... TEMPLATE),
     C(swap) renames a copy into the live database's place (one transaction), C(drop) drops a
     database ella-deploy made; C(state) reads the revision, size and sessions.
   - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
@@ -23,7 +25,7 @@ options:
   action:
     type: str
     required: true
-    choices: [backup, verify, restore, copy, swap, drop, state]
+    choices: [backup, verify, restore, restore_into, copy, swap, drop, state]
   url:
     description: libpq URL of the live database, without a password.
     type: str
@@ -39,6 +41,9 @@ options:
     type: str
   keep_as:
     description: Name the replaced live database keeps (swap, restore).
+    type: str
+  source:
+    description: The database copy copies (default the live one).
     type: str
   keep_replaced:
     description: Keep the replaced live database after a restore.
@@ -108,7 +113,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(type="str", required=True,
-                        choices=["backup", "verify", "restore", "copy", "swap", "drop", "state"]),
+                        choices=["backup", "verify", "restore", "restore_into", "copy", "swap", "drop", "state"]),
+            source=dict(type="str"),
             url=dict(type="str", required=True),
             pgpassfile=dict(type="path", required=True),
             path=dict(type="path"),
@@ -122,6 +128,7 @@ def main():
         ),
         required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
                      ("action", "restore", ["path"]), ("action", "copy", ["database"]),
+                     ("action", "restore_into", ["path", "database"]),
                      ("action", "swap", ["database", "keep_as"]), ("action", "drop", ["database"])],
         supports_check_mode=False,
     )
@@ -144,9 +151,16 @@ def main():
             module.exit_json(changed=False, verify=result)
         if action == "restore":
             module.exit_json(changed=True, restore=restore(server, params["path"], params["keep_replaced"]))
+        if action == "restore_into":
+            started = time.monotonic()
+            counts = restore_into(server, params["path"], params["database"],
+                                  (read_manifest(params["path"]) or {}).get("row_counts"))
+            module.exit_json(changed=True, restore={"database": params["database"], "tables": len(counts),
+                                                    "rows": sum(counts.values()),
+                                                    "seconds": round(time.monotonic() - started, 2)})
         if action == "copy":
             started = time.monotonic()
-            server.copy(server.database, params["database"])
+            server.copy(params["source"] or server.database, params["database"])
             module.exit_json(changed=True, copy={"database": params["database"],
                                                  "seconds": round(time.monotonic() - started, 2)})
         if action == "swap":

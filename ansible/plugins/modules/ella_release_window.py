@@ -335,6 +335,16 @@ class Window:
         server = self.server()
         done = {"stopped": True, "symlink": None, "database": None}
         self.stop_ella()
+        point = (journal.get("rollback_point") or {}).get("database")
+        written = self.journal.reached(WRITING_STEPS)
+        if written and (not point or not server.exists(point)):
+            # Nothing is put back: the symlink, the configuration and the data stay together,
+            # as the new version left them, and ELLA stays stopped.
+            journal["phase"] = "rollback_failed"
+            self.journal.write()
+            raise WindowError("the rollback point %s is missing, and the database may have been written to (steps "
+                              "%s): nothing was put back, ELLA stays stopped with the new version's image and data"
+                              % (point or "(none made)", ", ".join(written)))
         link, previous = journal["link"], journal.get("previous_target")
         if previous and os.path.islink(link) and os.readlink(link) != previous:
             switch_symlink(link, previous)
@@ -343,15 +353,7 @@ class Window:
         if config and journal.get("config_switched") and os.path.exists(config["previous"]):
             os.rename(config["previous"], config["live"])
             done["config"] = "the previous configuration is live again"
-        point = (journal.get("rollback_point") or {}).get("database")
-        written = self.journal.reached(WRITING_STEPS)
         if written:
-            if not point or not server.exists(point):
-                journal["phase"] = "rollback_failed"
-                self.journal.write()
-                raise WindowError("the database may have been written to (steps %s) and its rollback point %s is "
-                                  "missing: the database is left as it is and ELLA stays stopped"
-                                  % (", ".join(written), point or "(none made)"))
             failed_as = "%s_failed_%s" % (server.database, stamp())
             server.swap(point, failed_as)
             server.drop(failed_as)

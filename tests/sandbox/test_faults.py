@@ -1,0 +1,298 @@
+"""The fault suite of issue #11 ("Lose nothing, whatever fails"), against real ELLA.
+
+Each fault ends with either the previous version running on its previous data (the checksums
+of every table equal), or production clearly stopped with its data consistent and said so
+(status, the audit record, the journal), and the lock explained. The README's fault table
+names each test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.sandbox.conftest import (
+    HEAD_1_16_5, EllaUser, release, revision, stage_fault, table_checksums,
+)
+from tests.sandbox_access import PROD_ROOT
+
+pytestmark = pytest.mark.sandbox
+
+PLAYBOOK = ROOT / "tests" / "sandbox" / "playbooks"
+
+
+def status() -> dict:
+    return json.loads(run_cli("--inventory", "sandbox", "--output", "json", "status").stdout)
+
+
+def ansible_playbook(playbook: str, **extravars: object) -> subprocess.CompletedProcess[str]:
+    """A test playbook against the sandbox, as an operator would run ansible-playbook."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOST_KEY_CHECKING": "True"}
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(ROOT / "inventories" / "sandbox"),
+                           str(PLAYBOOK / playbook), "-e", json.dumps(extravars)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.2, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def journal_step(sandbox, step: str, state: str = "started") -> bool:
+    return any(s["step"] == step and s["state"] == state for s in sandbox.journal().get("steps", []))
+
+
+# ---- 1. A restore never commits an empty or half-loaded database -------------------------------
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "manifest disagrees"])
+def test_a_restore_from_a_bad_dump_leaves_the_live_database_untouched(prod, damage):
+    before = table_checksums(prod)
+    result = ansible_playbook("restore.yml", damage=damage)
+    assert result.returncode != 0, result.stdout
+    expected = {"missing": "does not exist", "truncated": "could not read input file",
+                "manifest disagrees": "restored rows differ from the backup's manifest"}[damage]
+    assert expected in result.stdout, result.stdout[-3000:]
+    assert table_checksums(prod) == before and revision(prod) == HEAD_1_16_5
+    assert not [d for d in prod.databases() if "_restore_" in d or "_replaced_" in d]
+
+
+def test_a_good_dump_restores_completely_and_only_then_replaces_the_live_database(prod):
+    before = table_checksums(prod)
+    result = ansible_playbook("restore.yml", damage="none")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert table_checksums(prod) == before
+    # The replaced database is kept for inspection, under its own name.
+    assert [d for d in prod.databases() if d.startswith("ella_replaced_")]
+
+
+def test_a_lost_rollback_point_stops_production_instead_of_guessing(prod):
+    """The rollback point vanishes (a DBA drops it) while the health gate waits: the rollback
+    must not touch the data; ELLA stays stopped and everything says why."""
+    version = stage_fault(prod, "never-healthy")
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
+                            "release", version, "--yes", "--skip-staging-check"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: journal_step(prod, "start"), what="the start of the faulty release")
+    point = prod.journal()["rollback_point"]["database"]
+    prod.psql(f'DROP DATABASE "{point}" WITH (FORCE);', "postgres")
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 2, err
+    record = json.loads(out)["record"]
+    assert record["outcome"] == "rollback_failed"
+    assert "rollback point" in record["rollback"]["summary"] and "missing" in record["rollback"]["summary"]
+    # The data stays as the migrations left it: consistent with the image it was migrated for.
+    assert revision(prod) == "4c2844fef850"
+    report = status()
+    assert report["verdict"] == "NONE ACTIVE" and not (report["lock"] or {}).get("held")
+    assert report["journal"]["open"] and report["journal"]["phase"] == "rollback_failed"
+    assert "stopped in phase rollback_failed" in run_cli("--inventory", "sandbox", "status").stdout
+
+
+# ---- 2. Once the new version served, nothing restores data -------------------------------------
+
+def test_a_failure_after_go_live_is_reported_never_undone(prod):
+    # The backup directory refuses the dump taken after go-live.
+    prod.exec("p22-ella-01", f"mkdir -p {PROD_ROOT}/backups && chmod 0500 {PROD_ROOT}/backups", user="ella")
+    try:
+        code, summary, stderr = release("1.17.0", "--skip-staging-check")
+    finally:
+        prod.exec("p22-ella-01", f"chmod 0750 {PROD_ROOT}/backups", user="ella")
+    record = summary["record"]
+    assert record["outcome"] == "success", (code, stderr)
+    assert record["after_live_errors"] and "Dump the rollback point" in record["after_live_errors"][0]["task"]
+    assert revision(prod) == "92066141f180" and status()["active_hosts"] == ["p22-ella-01"]
+    assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'before the release %';") == "5"
+    assert EllaUser(prod).report_errors(1, "after go-live") == ["after go-live 0"]
+
+
+# ---- 3. An interrupted run: Ctrl-C, a lost connection, a dead controller -----------------------
+
+def test_ctrl_c_during_the_migration_rolls_back_at_once(prod):
+    before = table_checksums(prod)
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
+                            "release", "1.17.0", "--yes", "--skip-staging-check"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=600)
+    assert run.returncode == 130, err
+    found = json.loads(out)["recovery"]
+    assert found["decision"]["action"] == "rollback"
+    assert found["record"]["outcome"] == "rolled_back"
+    assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-01"] and not report["lock"]["held"]
+    assert report["journal"]["open"] is False
+
+
+def test_a_lost_ssh_connection_during_the_window_ends_rolled_back(prod):
+    before = table_checksums(prod)
+    version = stage_fault(prod, "never-healthy")
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
+                            "release", version, "--yes", "--skip-staging-check"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
+    # Every SSH session to the host ends (as when the network drops): the module on the host goes on.
+    prod.exec("p22-ella-01", "pkill -f 'sshd: deploy' || true")
+    out, err = run.communicate(timeout=900)
+    record = json.loads(out).get("record") or {}
+    if record.get("outcome") != "rolled_back":
+        # The rescue may itself have lost the race with the dropped connection: recover finishes it.
+        recovered = run_cli("--inventory", "sandbox", "--output", "json", "recover")
+        assert recovered.returncode == 0, recovered.stderr
+    assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
+    assert status()["active_hosts"] == ["p22-ella-01"]
+
+
+def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(prod):
+    before = table_checksums(prod)
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
+                            "--yes", "--skip-staging-check"], cwd=ROOT, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: journal_step(prod, "switch", "done"), what="the switch")
+    os.killpg(run.pid, signal.SIGKILL)  # the CLI and its ansible-playbook, at once
+    run.wait()
+    report = status()
+    assert report["lock"]["held"] and report["journal"]["open"]
+    # A new release is refused: the journal is open (not "already live" from the symlink alone).
+    code, _, stderr = release("1.17.0", "--skip-staging-check")
+    assert code == 75 and ("recover" in stderr or "deploy lock held" in stderr), stderr
+    # recover waits for the host to finish its step, breaks the lock of the dead process, rolls back.
+    found = run_cli("--inventory", "sandbox", "--output", "json", "recover")
+    assert found.returncode == 0, found.stderr
+    result = json.loads(found.stdout)
+    assert result["decision"]["action"] == "rollback"
+    assert result["record"]["lock_broken"]["gone"]
+    assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
+    assert status()["active_hosts"] == ["p22-ella-01"]
+
+
+# ---- 4. A host whose key changed gets nothing --------------------------------------------------
+
+def test_a_host_with_a_changed_key_is_refused_and_gets_nothing(prod, tmp_path):
+    known = prod.state_dir / "ssh" / "known_hosts"
+    original = known.read_text()
+    lines = [line if not line.startswith("p22-ella-fo-01,") else
+             line.split()[0] + " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEkZ1ySHcf4v1Kx5Ahtq0rZb9cZ3L3KmzT1KgsTJ9jcj"
+             for line in original.splitlines()]
+    known.write_text("\n".join(lines) + "\n")
+    pgpass = f"{PROD_ROOT}/ops/pgpass"
+    stamp = prod.exec("p22-ella-fo-01", f"stat -c %Y {pgpass}").stdout
+    try:
+        report = status()
+        assert report["verdict"] == "UNKNOWN"
+        hosts = {h["host"]: h for h in report["hosts"]}
+        assert hosts["p22-ella-fo-01"]["reachable"] is False
+        refused = run_cli("--inventory", "sandbox", "failover")
+        assert refused.returncode != 0 and "REMOTE HOST IDENTIFICATION HAS CHANGED" not in refused.stdout
+    finally:
+        known.write_text(original)
+    assert prod.exec("p22-ella-fo-01", f"stat -c %Y {pgpass}").stdout == stamp
+
+
+# ---- 5. A changed supervisor.cfg is applied before a start, not after ---------------------------
+
+def test_a_changed_program_section_is_applied_before_the_failover_starts(prod):
+    config = prod.storage("ops/supervisor/supervisor.cfg")
+    prod.exec("p22-ella-01", f"sed -i 's/^stopwaitsecs=.*/stopwaitsecs=31/' {PROD_ROOT}/ops/supervisor/supervisor.cfg",
+              user="ella")
+    assert "stopwaitsecs=31" in config.read_text()
+    result = run_cli("--inventory", "sandbox", "failover")
+    assert result.returncode == 0, result.stderr
+    time.sleep(5)
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-fo-01"]
+    hosts = {h["host"]: h for h in report["hosts"]}
+    assert hosts["p22-ella-fo-01"]["ella"] == "RUNNING"
+
+
+# ---- 6. A rollback restores what the fixtures step wrote, and its record ------------------------
+
+def test_a_rollback_after_the_fixtures_step_restores_user_groups_and_the_record(prod, fixtures_dir):
+    groups = json.loads((fixtures_dir / "usergroups.json").read_text())
+    groups[0]["config"]["overview"]["views"] = ["analyses"]
+    (fixtures_dir / "usergroups.json").write_text(json.dumps(groups, indent=2))
+    record_file = prod.storage("deploy/fixtures.json")
+    record_before = record_file.read_text()
+    before = table_checksums(prod)
+    version = stage_fault(prod, "never-healthy")
+    code, summary, stderr = release(version, "--skip-staging-check")
+    assert code == 2, stderr
+    record = summary["record"]
+    assert record["outcome"] == "rolled_back" and record["fixtures_applied"] == ["usergroups"]
+    assert table_checksums(prod)["usergroup"] == before["usergroup"]
+    assert table_checksums(prod) == before
+    assert record_file.read_text() == record_before
+
+
+# ---- 7. The lock knows its holder ---------------------------------------------------------------
+
+def test_a_live_lock_is_never_broken_and_a_dead_one_is_broken_audited(prod):
+    lock = prod.storage("deploy/lock")
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
+                            "--yes", "--skip-staging-check"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (lock / "holder.json").exists(), what="the lock")
+    refused = run_cli("--inventory", "sandbox", "stop", "--break-lock", "I am sure")
+    assert refused.returncode == 75 and "still there" in refused.stderr, refused.stderr
+    assert run.wait(timeout=900) == 0
+    # A lock left by a run that died long ago (heartbeat older than its lease) is broken, audited.
+    prod.exec("p22-ella-01", f"mkdir {PROD_ROOT}/deploy/lock && echo '{{\"operator\": \"ghost\", \"token\": \"t\", "
+                             f"\"lease_seconds\": 90}}' > {PROD_ROOT}/deploy/lock/holder.json && "
+                             f"touch -d '-10 minutes' {PROD_ROOT}/deploy/lock/heartbeat", user="ella")
+    assert run_cli("--inventory", "sandbox", "stop").returncode == 75
+    broken = run_cli("--inventory", "sandbox", "--output", "json", "stop", "--break-lock", "ghost left it")
+    assert broken.returncode == 0, broken.stderr
+    record = json.loads(broken.stdout)["record"]
+    assert record["lock_broken"]["operator"] == "ghost" and record["lock_broken"]["break_reason"] == "ghost left it"
+    assert "no heartbeat" in record["lock_broken"]["gone"]
+
+
+def test_the_lock_token_never_reaches_the_artifacts(prod):
+    lock = prod.storage("deploy/lock/holder.json")
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
+                            "--yes", "--skip-staging-check"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    wait_for(lambda: lock.exists(), what="the lock")
+    token = json.loads(lock.read_text())["token"]
+    assert run.wait(timeout=900) == 0
+    from ella_deploy import paths
+
+    found = [p for p in (paths.state_dir() / "runs").rglob("*") if p.is_file() and token in p.read_text(errors="replace")]
+    assert found == []
+
+
+# ---- 9. Writes through ella-cli wait for the lock ---------------------------------------------
+
+def test_cli_and_broadcast_writes_are_refused_while_the_lock_is_held(prod):
+    prod.exec("p22-ella-01", f"mkdir {PROD_ROOT}/deploy/lock && echo '{{\"operator\": \"a release\", \"token\": \"t\", "
+                             f"\"lease_seconds\": 90}}' > {PROD_ROOT}/deploy/lock/holder.json && "
+                             f"touch {PROD_ROOT}/deploy/lock/heartbeat", user="ella")
+    try:
+        refused = run_cli("--inventory", "sandbox", "broadcast", "new", "Nedetid")
+        assert refused.returncode == 75 and "deploy lock held by a release" in refused.stderr
+        assert prod.psql("SELECT count(*) FROM broadcast;") == "0"
+        # Reading needs no lock.
+        assert run_cli("--inventory", "sandbox", "broadcast", "list").returncode == 0
+    finally:
+        prod.exec("p22-ella-01", f"rm -rf {PROD_ROOT}/deploy/lock", user="ella")
+
+
+# ---- 12. No data on a command line --------------------------------------------------------------
+
+def test_extra_vars_never_ride_on_the_command_line(prod):
+    from ella_deploy import paths
+
+    assert run_cli("--inventory", "sandbox", "broadcast", "new", "Planlagt nedetid 16-18").returncode == 0
+    newest = sorted((paths.state_dir() / "runs").glob("*-cli-*"))[-1]
+    command = json.loads((newest / "artifacts" / "run" / "command").read_text())["command"]
+    assert not any("Planlagt" in part for part in command) and "-e" in command
+    assert not (newest / "env" / "extravars").exists()
