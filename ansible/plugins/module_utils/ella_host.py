@@ -93,7 +93,12 @@ class Supervisor:
 
     def stop(self, program):
         try:
-            self.proxy().supervisor.stopProcess(program, True)
+            proxy = self.proxy()
+            proxy.supervisor.getPID()
+        except OSError:
+            return  # no supervisord here: nothing supervised runs (end_ella sees to the rest)
+        try:
+            proxy.supervisor.stopProcess(program, True)
         except xmlrpc.client.Fault as error:
             if "NOT_RUNNING" not in error.faultString:
                 raise RuntimeError("supervisord could not stop %s: %s" % (program, error.faultString)) from None
@@ -243,6 +248,55 @@ def ella_processes(supervisord_pid=None, table=None):
             "cmdline": " ".join(table[pid]["argv"])[:300],
         })
     return found
+
+
+def end_ella(grace=5.0, timeout=15.0):
+    """Make sure no ELLA server runs on this host any more: whatever is left once its
+    supervisord stopped it (a hung gunicorn worker outlives its master, an ELLA started by
+    hand) gets SIGTERM with its whole process tree, after `grace` seconds, then SIGKILL.
+    Returns what was ended; raises when something could not be (another user's process)."""
+    import signal
+
+    deadline = time.monotonic() + grace
+    ended = []
+    signal_sent = None
+    while True:
+        table = process_table()
+        left = [p for p in ella_processes(table=table) if p["role"] == "server"]
+        if not left:
+            return ended
+        now = time.monotonic()
+        if now < deadline:
+            time.sleep(0.1)
+            continue
+        kind = signal.SIGKILL if signal_sent is not None and now > signal_sent + timeout else signal.SIGTERM
+        if kind == signal.SIGTERM and signal_sent is not None:
+            time.sleep(0.2)
+            continue
+        children = {}
+        for pid, info in table.items():
+            children.setdefault(info["ppid"], []).append(pid)
+        for process in left:
+            tree, stack = [], [process["pid"]]
+            while stack:
+                current = stack.pop()
+                tree.append(current)
+                stack.extend(children.get(current, []))
+            for pid in tree:
+                try:
+                    os.kill(pid, kind)
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    raise RuntimeError("ELLA process %d (%s) on this host belongs to another user: it cannot be "
+                                       "stopped from here" % (pid, " ".join(table[pid]["argv"])[:80])) from None
+            ended.append({"pid": process["pid"], "cmdline": process["cmdline"][:120], "signal": int(kind)})
+        if kind == signal.SIGKILL:
+            time.sleep(0.5)
+            if [p for p in ella_processes() if p["role"] == "server"]:
+                raise RuntimeError("ELLA processes are still there after SIGKILL")
+            return ended
+        signal_sent = time.monotonic()
 
 
 def symlink_state(image_link):

@@ -43,6 +43,9 @@ options:
   timeout:
     type: int
     default: 3600
+  lock:
+    description: The deploy lock (path, token) this run holds, renewed while the module works.
+    type: dict
 """
 
 RETURN = r"""
@@ -57,6 +60,7 @@ import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_host import compare, ella_cli, interpret
 
 
@@ -72,27 +76,35 @@ def main():
                         choices=["none", "compare", "broadcast_new", "broadcast_deactivate"]),
             changes=dict(type="bool", default=True),
             timeout=dict(type="int", default=3600),
+            lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
         ),
         supports_check_mode=True,
     )
     params = module.params
+    lock = params["lock"] or {}
     try:
-        if params["expect"] == "compare":
-            parsed = compare(params["image"], params["singularity_args"], params["environment"])
-            module.exit_json(changed=False, rc=0, stdout="", stderr="", parsed=parsed)
-        if module.check_mode and params["changes"]:
-            module.exit_json(changed=False, skipped=True, rc=0, stdout="", stderr="", parsed={})
-        started = time.monotonic()
-        done = ella_cli(params["image"], params["args"], params["singularity_args"], params["environment"],
-                        stdin=params["stdin"], timeout=params["timeout"])
-        seconds = round(time.monotonic() - started, 2)
-        parsed = interpret(params["expect"], done)
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        with Heartbeat(lock.get("path"), lock.get("token")):
+            result = run(module, params)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired, LockError) as error:
         module.fail_json(msg=str(error), rc=None, stdout="", stderr="", parsed={})
-    result = dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout=done.stdout,
-                  stderr=done.stderr, parsed=parsed, seconds=seconds)
-    # A plain command reports its exit code; the caller decides.
     module.exit_json(**result)
+
+
+def run(module, params):
+    """What the command did, as the module's result."""
+    if params["expect"] == "compare":
+        parsed = compare(params["image"], params["singularity_args"], params["environment"])
+        return dict(changed=False, rc=0, stdout="", stderr="", parsed=parsed)
+    if module.check_mode and params["changes"]:
+        return dict(changed=False, skipped=True, rc=0, stdout="", stderr="", parsed={})
+    started = time.monotonic()
+    done = ella_cli(params["image"], params["args"], params["singularity_args"], params["environment"],
+                    stdin=params["stdin"], timeout=params["timeout"])
+    # A plain command reports its exit code and the caller decides; an `expect` fails unless
+    # ELLA said it did it.
+    return dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout=done.stdout,
+                stderr=done.stderr, parsed=interpret(params["expect"], done),
+                seconds=round(time.monotonic() - started, 2))
 
 
 if __name__ == "__main__":

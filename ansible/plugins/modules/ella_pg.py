@@ -64,6 +64,9 @@ options:
     description: Also take the dump's sha256 and size (backup).
     type: bool
     default: true
+  lock:
+    description: The deploy lock (path, token) this run holds, renewed while the module works.
+    type: dict
 """
 
 RETURN = r"""
@@ -76,6 +79,7 @@ backup:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import (
     PgError, Server, checksum, dump, read_manifest, restore, restore_into, stamp,
     verify_readable,
@@ -125,6 +129,7 @@ def main():
             jobs=dict(type="int", default=1),
             full=dict(type="bool", default=False),
             checksum=dict(type="bool", default=True),
+            lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
         ),
         required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
                      ("action", "restore", ["path"]), ("action", "copy", ["database"]),
@@ -133,46 +138,54 @@ def main():
         supports_check_mode=False,
     )
     params = module.params
+    lock = params["lock"] or {}
     try:
-        server = Server(params["url"], params["pgpassfile"])
-        action = params["action"]
-        if action == "state":
-            module.exit_json(changed=False, state={
-                "database": server.database, "exists": server.exists(server.database),
-                "revision": server.revision(), "size_bytes": server.size(),
-                "sessions": len(server.sessions(server.database))})
-        if action == "backup":
-            module.exit_json(changed=True, backup=do_backup(module, server))
-        if action == "verify":
-            result = {"path": params["path"], "verify_seconds": verify_readable(server, params["path"]),
-                      "verified": "read back completely"}
-            if params["full"]:
-                result.update(do_verify_full(server, params["path"]))
-            module.exit_json(changed=False, verify=result)
-        if action == "restore":
-            module.exit_json(changed=True, restore=restore(server, params["path"], params["keep_replaced"]))
-        if action == "restore_into":
-            started = time.monotonic()
-            counts = restore_into(server, params["path"], params["database"],
-                                  (read_manifest(params["path"]) or {}).get("row_counts"))
-            module.exit_json(changed=True, restore={"database": params["database"], "tables": len(counts),
-                                                    "rows": sum(counts.values()),
-                                                    "seconds": round(time.monotonic() - started, 2)})
-        if action == "copy":
-            started = time.monotonic()
-            server.copy(params["source"] or server.database, params["database"])
-            module.exit_json(changed=True, copy={"database": params["database"],
-                                                 "seconds": round(time.monotonic() - started, 2)})
-        if action == "swap":
-            server.swap(params["database"], params["keep_as"])
-            module.exit_json(changed=True, swap={"live": server.database, "from": params["database"],
-                                                 "replaced_kept_as": params["keep_as"]})
-        if action == "drop":
-            existed = server.exists(params["database"])
-            server.drop(params["database"])
-            module.exit_json(changed=existed)
-    except PgError as error:
+        with Heartbeat(lock.get("path"), lock.get("token")):
+            result = run(module, params)
+    except (PgError, LockError) as error:
         module.fail_json(msg=str(error))
+    module.exit_json(**result)
+
+
+def run(module, params):
+    """The action, as the module's result (changed plus what it says)."""
+    server = Server(params["url"], params["pgpassfile"])
+    action = params["action"]
+    if action == "state":
+        return dict(changed=False, state={
+            "database": server.database, "exists": server.exists(server.database),
+            "revision": server.revision(), "size_bytes": server.size(),
+            "sessions": len(server.sessions(server.database))})
+    if action == "backup":
+        return dict(changed=True, backup=do_backup(module, server))
+    if action == "verify":
+        result = {"path": params["path"], "verify_seconds": verify_readable(server, params["path"]),
+                  "verified": "read back completely"}
+        if params["full"]:
+            result.update(do_verify_full(server, params["path"]))
+        return dict(changed=False, verify=result)
+    if action == "restore":
+        return dict(changed=True, restore=restore(server, params["path"], params["keep_replaced"]))
+    if action == "restore_into":
+        started = time.monotonic()
+        counts = restore_into(server, params["path"], params["database"],
+                              (read_manifest(params["path"]) or {}).get("row_counts"))
+        return dict(changed=True, restore={"database": params["database"], "tables": len(counts),
+                                           "rows": sum(counts.values()),
+                                           "seconds": round(time.monotonic() - started, 2)})
+    if action == "copy":
+        started = time.monotonic()
+        server.copy(params["source"] or server.database, params["database"])
+        return dict(changed=True, copy={"database": params["database"],
+                                        "seconds": round(time.monotonic() - started, 2)})
+    if action == "swap":
+        server.swap(params["database"], params["keep_as"])
+        return dict(changed=True, swap={"live": server.database, "from": params["database"],
+                                        "replaced_kept_as": params["keep_as"]})
+    if action == "drop":
+        existed = server.exists(params["database"])
+        server.drop(params["database"])
+        return dict(changed=existed)
 
 
 if __name__ == "__main__":

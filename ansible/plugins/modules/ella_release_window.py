@@ -23,7 +23,9 @@ description:
     programs inside the image RUNNING, its API answering, the running process holding the
     expected image. With C(go_live), success is the release's line: from then on nothing
     restores data.
-  - C(health) only waits until ELLA serves; C(finish) records the end in the journal;
+  - C(stop) stops the program and ends every other ELLA server process on the host (run as
+    root to end another user's). C(health) only waits until ELLA serves; C(finish) records
+    the end in the journal;
     C(state) reads it.
   - The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
     interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
@@ -34,7 +36,7 @@ options:
   action:
     type: str
     required: true
-    choices: [forward, rollback, start, health, finish, state]
+    choices: [forward, rollback, start, stop, health, finish, state]
   journal_dir:
     type: path
     required: true
@@ -104,7 +106,7 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_host import (
-    Supervisor, ella_cli, ella_processes, inner_programs, last_line, switch_symlink,
+    Supervisor, ella_cli, ella_processes, end_ella, inner_programs, last_line, switch_symlink,
 )
 from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import PgError, Server, stamp
@@ -214,17 +216,12 @@ class Window:
                         self.params["environment"] or self.journal.data.get("environment"), stdin=stdin,
                         timeout=timeout)
 
-    def stop_ella(self, timeout=60.0):
+    def stop_ella(self):
+        """No ELLA on this host afterwards: supervisord stops its program, then whatever it
+        left (a hung gunicorn worker outlives its master) is ended."""
         self.supervisor.stop(self.params["program"])
-        deadline = time.monotonic() + timeout
-        while True:
-            left = [p for p in ella_processes() if p["role"] == "server"]
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise WindowError("ELLA still runs on this host after the stop: pid %s (%s)"
-                                  % (left[0]["pid"], left[0]["cmdline"][:80]))
-            time.sleep(0.1)
+        ended = end_ella()
+        return {"ended_strays": ended} if ended else {}
 
     # ---- forward --------------------------------------------------------------------------
     def forward(self):
@@ -483,7 +480,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(type="str", required=True,
-                        choices=["forward", "rollback", "start", "health", "finish", "state"]),
+                        choices=["forward", "rollback", "start", "stop", "health", "finish", "state"]),
             journal_dir=dict(type="path", required=True),
             release=dict(type="dict"),
             supervisor_config=dict(type="path"),
@@ -502,7 +499,8 @@ def main():
         ),
         required_if=[("action", "forward", ["release", "supervisor_config", "db_url", "pgpassfile"]),
                      ("action", "start", ["health", "supervisor_config"]),
-                     ("action", "health", ["health", "supervisor_config"]), ("action", "finish", ["outcome"])],
+                     ("action", "health", ["health", "supervisor_config"]), ("action", "finish", ["outcome"]),
+                     ("action", "stop", ["supervisor_config"])],
         supports_check_mode=False,
     )
     # A lost SSH connection must not stop the window between two steps.
@@ -516,7 +514,7 @@ def main():
         with Heartbeat(lock.get("path"), lock.get("token")) as heartbeat:
             window.heartbeat = heartbeat
             result = {"forward": window.forward, "rollback": window.rollback, "start": window.start,
-                      "health": window.health, "finish": window.finish}[action]()
+                      "stop": window.stop_ella, "health": window.health, "finish": window.finish}[action]()
         module.exit_json(changed=True, result=result or {}, journal=window.journal.data)
     except (WindowError, PgError, LockError, RuntimeError, OSError) as error:
         module.fail_json(msg=str(error), journal=window.journal.data)

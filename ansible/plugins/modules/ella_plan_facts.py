@@ -1,0 +1,144 @@
+#!/usr/bin/python
+"""Ansible module: what a release plan reads on the host, in one round trip."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: ella_plan_facts
+short_description: Read what the plan of an ELLA release needs from the host, in one round trip
+description:
+  - Reads only. The live symlink; the new image's sha256, its published .sha256 if any, and
+    whether Singularity can read it; the fixture files' checksums and the record of their last
+    apply; the release journal; the deploy lock; the database's size; the free space for the
+    release's backup.
+options:
+  image:
+    type: path
+    required: true
+  link:
+    type: path
+    required: true
+  fixtures_dir:
+    type: path
+    required: true
+  fixture_files:
+    description: name -> file name in fixtures_dir.
+    type: dict
+    required: true
+  fixtures_record:
+    type: path
+    required: true
+  journal_dir:
+    type: path
+    required: true
+  lock_path:
+    type: path
+    required: true
+  db_url:
+    type: str
+    required: true
+  pgpassfile:
+    type: path
+    required: true
+  backup_dir:
+    type: path
+    required: true
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_lock import heartbeat_age, holder_gone, public, read_holder
+from ansible.module_utils.ella_pg import PgError, Server
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"unreadable": True}
+
+
+def image_facts(image):
+    facts = {"exists": os.path.isfile(image), "sha256": None, "published_sha256": "", "inspect_error": None}
+    if not facts["exists"]:
+        return facts
+    facts["sha256"] = sha256(image)
+    try:
+        with open(image + ".sha256") as handle:
+            facts["published_sha256"] = (handle.read().split() or [""])[0]
+    except FileNotFoundError:
+        pass
+    done = subprocess.run(["singularity", "inspect", image], capture_output=True, text=True)
+    if done.returncode != 0:
+        facts["inspect_error"] = (done.stderr or done.stdout).strip()[-300:] or "exit %d" % done.returncode
+    return facts
+
+
+def free_bytes(path):
+    while path not in ("", "/") and not os.path.exists(path):
+        path = os.path.dirname(path)
+    stat = os.statvfs(path or "/")
+    return stat.f_bavail * stat.f_frsize
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            image=dict(type="path", required=True),
+            link=dict(type="path", required=True),
+            fixtures_dir=dict(type="path", required=True),
+            fixture_files=dict(type="dict", required=True),
+            fixtures_record=dict(type="path", required=True),
+            journal_dir=dict(type="path", required=True),
+            lock_path=dict(type="path", required=True),
+            db_url=dict(type="str", required=True),
+            pgpassfile=dict(type="path", required=True),
+            backup_dir=dict(type="path", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    link = params["link"]
+    fixtures = {}
+    for name, filename in params["fixture_files"].items():
+        path = os.path.join(params["fixtures_dir"], filename)
+        fixtures[name] = sha256(path) if os.path.isfile(path) else None
+    held = os.path.isdir(params["lock_path"])
+    holder = read_holder(params["lock_path"]) if held else None
+    age = heartbeat_age(params["lock_path"]) if held else None
+    facts = {
+        "link_target": os.readlink(link) if os.path.islink(link) else "",
+        "image": image_facts(params["image"]),
+        "fixtures": fixtures,
+        "fixtures_recorded": read_json(params["fixtures_record"]) or {},
+        "journal": read_json(os.path.join(params["journal_dir"], "journal.json")),
+        "lock": {"held": held, "holder": public(holder) if held else None,
+                 "heartbeat_age": None if age is None else round(age, 1),
+                 "gone": holder_gone(holder, age) if held else None},
+        "backup_free_bytes": free_bytes(params["backup_dir"]),
+    }
+    try:
+        facts["database_bytes"] = Server(params["db_url"], params["pgpassfile"]).size()
+    except PgError as error:
+        module.fail_json(msg="plan: %s" % error)
+    module.exit_json(changed=False, plan_facts=facts)
+
+
+if __name__ == "__main__":
+    main()
