@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="release a staged version (backup, switch, migrate, health gate, rollback)")
     release.add_argument("version", help="X.Y.Z, or 2.x / 2.3.x for the newest staged match")
     release.add_argument("--image", metavar="PATH", type=Path,
-                         help="stage this ella-release-X.Y.Z.sif first, then release it")
+                         help="stage this ella-release-vX.Y.Z.sif first, then release it")
     release.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
     release.add_argument("--check", action="store_true", help="show the plan; change nothing")
     release.add_argument("--allow-downgrade", action="store_true", help="allow an older version")
@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "migration time and the predicted downtime, production untouched")
     rehearse.add_argument("rehearse_version", metavar="VERSION", help="X.Y.Z, staged in archive/releases")
 
-    stage = commands.add_parser("stage", help="copy an image and its .sha256 into archive/releases, verified")
-    stage.add_argument("image", type=Path, help="path to ella-release-X.Y.Z.sif (its .sha256 beside it)")
+    stage = commands.add_parser("stage", help="copy a release image into archive/releases, verified, with its sha256")
+    stage.add_argument("image", type=Path, help="path to ella-release-vX.Y.Z.sif (a .sha256 beside it is checked)")
     accept = commands.add_parser("accept", help="acceptance test passed: deactivate the release's broadcast")
     accept.add_argument("--notify", action="store_true",
                         help="e-mail the users that the new version is in use (a failed send fails nothing)")

@@ -1,6 +1,7 @@
-"""The sandbox is a faithful copy of the site: separate hosts, shared storage, a protected
-supervisor, an ELLA stand-in that really migrates PostgreSQL, and `status` that says what
-runs where."""
+"""The sandbox is a faithful copy of the site with real ELLA: separate hosts on a shared storage,
+a protected supervisor, the singularity stand-in with Singularity's semantics (a read-only root
+enforced by the kernel, only bound paths visible, Singularity's environment rules, its process
+title), ELLA's own first-time setup, and `status` that says what runs where."""
 
 from __future__ import annotations
 
@@ -12,80 +13,71 @@ import urllib.request
 import pytest
 
 from tests.conftest import run_cli
+from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, alembic_head, revision
+from tests.sandbox_access import PROD_ROOT
 
 pytestmark = pytest.mark.sandbox
 
-PROD_ROOT = "/ess/p22/data/durable/production/ella"
-RELEASES = f"{PROD_ROOT}/archive/releases"
-SCRATCH_DB = "standin_probe"
+IMAGE = f"{RELEASES}/ella-release-v1.17.2.sif"
 
 
-def ella_cli(sandbox, version: str, args: str, database: str) -> tuple[int, str]:
-    """ella-cli of a staged stand-in image on p22-ella-01, as the service user."""
-    result = sandbox.exec(
-        "p22-ella-01",
-        f"DB_URL=postgresql://ella@p22-ella-db:5432/{database} PGPASSFILE={PROD_ROOT}/ops/pgpass "
-        f"singularity exec {RELEASES}/ella-release-{version}.sif ella-cli {args}",
-        user="ella", check=False,
-    )
-    return result.rc, result.stdout + result.stderr
+def in_image(sandbox, command: str, env: str = "", binds: str = "", host: str = "p22-ella-fo-01"):
+    """A command in the 1.17.2 image on a host where ELLA does not run, as the service user."""
+    return sandbox.exec(host, f"cd /tmp && {env} singularity exec {binds} {IMAGE} sh -c '{command}'", user="ella",
+                        check=False)
 
 
-@pytest.fixture
-def scratch_database(sandbox):
-    sandbox.psql(f"DROP DATABASE IF EXISTS {SCRATCH_DB}; CREATE DATABASE {SCRATCH_DB} OWNER ella;", "postgres")
-    yield SCRATCH_DB
-    sandbox.psql(f"DROP DATABASE IF EXISTS {SCRATCH_DB} WITH (FORCE);", "postgres")
+def test_the_image_is_a_read_only_root_and_only_bound_paths_are_visible(sandbox):
+    written = in_image(sandbox, "touch /ella/x")
+    assert written.rc != 0 and "Read-only file system" in written.stderr
+    # The shared storage is the host's, not the image's: invisible unless bound.
+    assert in_image(sandbox, f"ls {PROD_ROOT}").rc != 0
+    bound = in_image(sandbox, "ls /data && touch /data/probe && echo ok", binds=f"--bind {PROD_ROOT}/ella-prod/data:/data")
+    assert bound.rc == 0 and "fixtures" in bound.stdout and "ok" in bound.stdout
+    sandbox.exec("p22-ella-fo-01", f"rm -f {PROD_ROOT}/ella-prod/data/probe", user="ella")
+    # The image is ELLA's: its source and virtualenv where ELLA's Dockerfile puts them.
+    listing = in_image(sandbox, "ls /ella/ops/prod /dist/ella-python/bin")
+    assert "entrypoint.sh" in listing.stdout and "gunicorn" in listing.stdout
+    # The caller stays who it is inside.
+    assert in_image(sandbox, "id -u").stdout.strip() == "1500"
 
 
-def table_names(sandbox, database: str) -> set[str]:
-    rows = sandbox.psql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public';", database
-    )
-    return set(rows.split())
+def test_environment_follows_singularity_the_image_wins_unless_singularityenv(sandbox):
+    # LANG is the image's (ENV of ELLA's Dockerfile), with Singularity's warning; PYTHONPATH too.
+    result = in_image(sandbox, "echo $LANG $PYTHONPATH $PATH", env="LANG=en_US.UTF-8")
+    assert result.stdout.split()[:2] == ["C.UTF-8", "/ella/src"]
+    assert result.stdout.split()[2].startswith("/dist/ella-python/bin:/ella/bin")
+    assert "will not forward new value [en_US.UTF-8]" in result.stderr
+    # A host variable the image does not set passes; SINGULARITYENV_ sets or overrides.
+    assert in_image(sandbox, "echo $DB_URL", env="DB_URL=postgresql://x@y/z").stdout.strip() == "postgresql://x@y/z"
+    assert in_image(sandbox, "echo $LANG", env="SINGULARITYENV_LANG=nb_NO.UTF-8").stdout.strip() == "nb_NO.UTF-8"
 
 
-def test_compare_fails_against_an_unmigrated_database(sandbox, scratch_database):
-    rc, output = ella_cli(sandbox, "2.0.0", "database compare", scratch_database)
-    assert rc == 1, output
-    assert "Traceback" not in output
+def test_failures_before_the_container_are_one_fatal_line(sandbox):
+    missing = in_image(sandbox, "true", binds="--bind /nonexistent:/data")
+    assert missing.rc == 255 and missing.stderr.startswith("FATAL:") and "doesn't exist" in missing.stderr
+    not_an_image = sandbox.exec("p22-ella-fo-01", f"singularity exec {PROD_ROOT}/ops/pgpass true", user="ella",
+                                check=False)
+    assert not_an_image.rc == 255 and "image format not recognized" in not_an_image.stderr
+    inspect = sandbox.exec("p22-ella-fo-01", f"singularity inspect --json {IMAGE}", user="ella")
+    labels = json.loads(inspect.stdout)["data"]["attributes"]["labels"]
+    assert labels["maintainer"] == "OUS AMG <ella-support@medisin.uio.no>"
 
 
-def test_standin_migrations_really_change_the_database(sandbox, scratch_database):
-    rc, output = ella_cli(sandbox, "2.0.0", "database upgrade head", scratch_database)
-    assert rc == 0, output
-    assert {"analysis", "alleleassessment", "interpretationlog", "uiexception", "alembic_version"} <= (
-        table_names(sandbox, scratch_database)
-    )
-    assert ella_cli(sandbox, "2.0.0", "database compare", scratch_database)[0] == 0
-    revision_200 = sandbox.psql("SELECT version_num FROM alembic_version;", scratch_database)
+def test_ella_cli_needs_its_config_and_says_so_in_its_own_words(sandbox):
+    without = in_image(sandbox, "ella-cli database compare")
+    assert without.rc != 0 and "ELLA_CONFIG" in without.stderr
 
-    sandbox.psql(
-        "INSERT INTO analysis (name, genepanel) SELECT 'analysis-' || i, 'HBOC' FROM generate_series(1, 25) i;"
-        "INSERT INTO alleleassessment (analysis_id, allele, classification) "
-        "SELECT id, 'chr17:g.' || id || 'A>G', 'class' || (id % 5 + 1) FROM analysis;",
-        scratch_database,
-    )
-    # A patch release shares its head: no migration pending.
-    assert ella_cli(sandbox, "2.0.1", "database compare", scratch_database)[0] == 0
-    # 2.1.0 has migrations; the 2.0.0 database does not match it until upgraded.
-    assert ella_cli(sandbox, "2.1.0", "database compare", scratch_database)[0] == 1
 
-    rc, output = ella_cli(sandbox, "2.1.0", "database upgrade head", scratch_database)
-    assert rc == 0, output
-    assert sandbox.psql("SELECT version_num FROM alembic_version;", scratch_database) != revision_200
-    columns = sandbox.psql(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'analysis';", scratch_database
-    ).split()
-    assert "priority" in columns
-    # Data survived and the data migration touched every row.
-    assert sandbox.psql("SELECT count(*) FROM analysis;", scratch_database) == "25"
-    assert sandbox.psql(
-        "SELECT count(*) FROM alleleassessment WHERE evaluation IS NOT NULL;", scratch_database
-    ) == "25"
-    assert ella_cli(sandbox, "2.1.0", "database compare", scratch_database)[0] == 0
-    # And the older image now refuses the newer database.
-    assert ella_cli(sandbox, "2.0.0", "database compare", scratch_database)[0] == 1
+def test_the_first_release_is_ellas_own_first_time_setup(fresh):
+    # make-production, gene panels, user groups, filter configs, users: ELLA's docs, done by ELLA.
+    assert revision(fresh) == HEAD_1_16_5 == alembic_head("1.16.5")
+    assert fresh.psql("SELECT count(*) FROM genepanel;") == "4"
+    assert fresh.psql("SELECT string_agg(name, ',' ORDER BY name) FROM usergroup;") == "testgroup01,testgroup02,testgroup03"
+    assert int(fresh.psql("SELECT count(*) FROM filterconfig;")) >= 1
+    assert fresh.psql("SELECT count(*) FROM \"user\" WHERE username = 'testuser1';") == "1"
+    # ELLA's configuration validates against 1.16.5's schema (ELLA checked it at its start).
+    assert "allow_technical: true" in fresh.storage("ella-prod/data/ella_config.yml").read_text()
 
 
 def test_supervisor_web_ui_needs_the_password(sandbox):
@@ -93,87 +85,59 @@ def test_supervisor_web_ui_needs_the_password(sandbox):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=10)
     assert refused.value.code == 401
-
-    wrong = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"ella-admin:nope").decode()})
-    with pytest.raises(urllib.error.HTTPError) as refused_wrong:
-        urllib.request.urlopen(wrong, timeout=10)
-    assert refused_wrong.value.code == 401
-
     token = base64.b64encode(f"ella-admin:{sandbox.secret('supervisor_password')}".encode()).decode()
-    accepted = urllib.request.urlopen(
-        urllib.request.Request(url, headers={"Authorization": f"Basic {token}"}), timeout=10
-    )
-    assert accepted.status == 200
-    assert "ella" in accepted.read().decode()
+    accepted = urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Basic {token}"}),
+                                      timeout=10)
+    assert accepted.status == 200 and "ella" in accepted.read().decode()
 
 
-def test_supervisor_config_on_shared_storage_is_private(sandbox):
-    stat = sandbox.exec("p22-ella-fo-01", f"stat -c '%a %U' {PROD_ROOT}/ops/supervisor/supervisor.cfg").stdout.split()
-    assert stat == ["600", "ella"]
+def test_secrets_on_the_shared_storage_are_private(sandbox):
+    for path in ("ops/supervisor/supervisor.cfg", "ops/pgpass"):
+        assert sandbox.exec("p22-ella-fo-01", f"stat -c '%a %U' {PROD_ROOT}/{path}").stdout.split() == ["600", "ella"]
     config = sandbox.exec("p22-ella-01", f"cat {PROD_ROOT}/ops/supervisor/supervisor.cfg").stdout
-    assert "autostart=false" in config
-    assert sandbox.secret("supervisor_password") not in config
-    pgpass = sandbox.exec("p22-ella-01", f"stat -c '%a %U' {PROD_ROOT}/ops/pgpass").stdout.split()
-    assert pgpass == ["600", "ella"]
+    assert "autostart=false" in config and sandbox.secret("supervisor_password") not in config
+    # ELLA's own supervisord has a password of its own, and its socket directory is the host's own.
+    assert "SINGULARITYENV_SUPERVISOR_PASSWORD" in config
+    assert sandbox.exec("p22-ella-01", "stat -c '%a %U' /tmp/ella-supervisor/socket").stdout.split() == ["700", "ella"]
 
 
 def test_prod_hosts_share_storage_but_are_separate_hosts(sandbox):
     marker = f"{PROD_ROOT}/ella-prod/shared-storage-probe"
     sandbox.ssh("p22-ella-01", f"sudo -u ella sh -c 'hostname > {marker}'")
     try:
-        seen = sandbox.ssh("p22-ella-fo-01", f"sudo -u ella cat {marker}").stdout.strip()
-        assert seen == "p22-ella-01"
+        assert sandbox.ssh("p22-ella-fo-01", f"sudo -u ella cat {marker}").stdout.strip() == "p22-ella-01"
     finally:
         sandbox.exec("p22-ella-01", f"rm -f {marker}")
-
-    assert sandbox.ssh("p22-ella-01", "hostname").stdout.strip() == "p22-ella-01"
-    assert sandbox.ssh("p22-ella-fo-01", "hostname").stdout.strip() == "p22-ella-fo-01"
-    # Separate process tables: a process started on one host is not visible on the other.
-    sandbox.exec("p22-ella-01", "nohup sleep 300 >/dev/null 2>&1 & echo started")
-    try:
-        assert "sleep 300" in sandbox.exec("p22-ella-01", "ps -eo args").stdout
-        assert "sleep 300" not in sandbox.exec("p22-ella-fo-01", "ps -eo args").stdout
-    finally:
-        sandbox.exec("p22-ella-01", "pkill -f 'sleep 300'", check=False)
+    assert "api.main:app" in sandbox.exec("p22-ella-01", "ps -eo args").stdout
+    assert "api.main:app" not in sandbox.exec("p22-ella-fo-01", "ps -eo args").stdout
 
 
-def test_status_shows_which_prod_host_runs_which_version(prod):
-    sandbox = prod
+def test_status_shows_which_host_runs_which_version_as_the_process_table_does(fresh):
     result = run_cli("--inventory", "sandbox", "--output", "json", "status")
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     hosts = {h["host"]: h for h in status["hosts"]}
-    assert set(hosts) == {"p22-ella-01", "p22-ella-fo-01"}
-    assert status["verdict"] == "ONE ACTIVE"
-    assert status["active_hosts"] == ["p22-ella-01"]
-    assert hosts["p22-ella-01"]["ella"] == "RUNNING"
-    assert hosts["p22-ella-fo-01"]["ella"] == "STOPPED"
-    # What status says matches what is really there.
-    link = sandbox.exec("p22-ella-fo-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip()
-    assert link.endswith(f"ella-release-{hosts['p22-ella-01']['symlink_version']}.sif")
-    processes = sandbox.exec("p22-ella-01", "ps -eo args").stdout
-    assert f"ella-release-{hosts['p22-ella-01']['running_versions'][0]}.sif run" in processes
-    assert ".sif run" not in sandbox.exec("p22-ella-fo-01", "ps -eo args").stdout
-
-    text = run_cli("--inventory", "sandbox", "status")
-    assert "p22-ella-01" in text.stdout and "p22-ella-fo-01" in text.stdout
-    assert "ONE ACTIVE" in text.stdout
+    assert (status["verdict"], status["active_hosts"]) == ("ONE ACTIVE", ["p22-ella-01"])
+    assert hosts["p22-ella-01"]["ella"] == "RUNNING" and hosts["p22-ella-fo-01"]["ella"] == "STOPPED"
+    assert hosts["p22-ella-01"]["running_versions"] == ["1.16.5"] and hosts["p22-ella-01"]["inner_problems"] == []
+    # Real Singularity shows its process so, and ELLA's own supervisord runs inside it.
+    processes = fresh.exec("p22-ella-01", "ps -eo args").stdout
+    assert "Singularity runtime parent" in processes and "supervisord -c /socket/supervisor.cfg" in processes
 
 
-def test_the_api_answers_on_the_active_host_only(prod):
-    sandbox = prod
-    config = json.load(urllib.request.urlopen(f"http://{sandbox.address('p22-ella-01')}:3114/api/v1/config/", timeout=10))
-    live = sandbox.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip()
-    assert live.endswith(f"ella-release-{config['app']['version']}.sif")
+def test_the_api_answers_on_the_active_host_only(fresh):
+    config = json.load(urllib.request.urlopen(f"http://{fresh.address('p22-ella-01')}:3114/api/v1/config/",
+                                              timeout=10))
+    assert "app" in config and "version" not in config["app"]  # ELLA reports no version
     with pytest.raises(OSError):
-        urllib.request.urlopen(f"http://{sandbox.address('p22-ella-fo-01')}:3114/api/v1/config/", timeout=5)
-    access_log = sandbox.exec("p22-ella-01", f"tail -n 5 {PROD_ROOT}/ella-prod/logs/api.log").stdout
-    assert '"GET /api/v1/config/ HTTP/1.1" 200' in access_log
+        urllib.request.urlopen(f"http://{fresh.address('p22-ella-fo-01')}:3114/api/v1/config/", timeout=5)
+    access = fresh.exec("p22-ella-01", f"tail -n 20 {PROD_ROOT}/ella-prod/logs/nginx.access").stdout
+    assert '"GET /api/v1/config/ HTTP/1.1" 200' in access
 
 
 def test_staging_has_its_own_storage_and_database(sandbox):
     staging_root = "/ess/p22/data/durable/staging/ella"
-    assert sandbox.exec("p22-ella-staging-01", f"test -e {staging_root}/ella-prod/ella.sif", check=False).rc == 0
+    assert sandbox.exec("p22-ella-staging-01", f"test -L {staging_root}/ella-prod/ella.sif", check=False).rc == 0
     assert sandbox.exec("p22-ella-staging-01", f"test -e {PROD_ROOT}", check=False).rc != 0
     assert sandbox.exec("p22-ella-01", f"test -e {staging_root}", check=False).rc != 0
-    assert sandbox.psql("SELECT count(*) FROM alembic_version;", "ella_staging") == "1"
+    assert revision(sandbox, "ella_staging") == HEAD_1_16_5
