@@ -11,8 +11,12 @@ from ella_deploy import audit
 from ella_deploy.errors import EllaDeployError, ExitCode
 from ella_deploy.runner import ProgressCallback, run_playbook
 
-# ella-cli commands that only read: no audit record for them.
-READ_ONLY = (("broadcast", "list"), ("database", "current"), ("database", "compare"), ("database", "head"))
+# ella-cli commands that only read: no lock, no audit record for them.
+READ_ONLY = (("broadcast", "list"), ("database", "current"), ("database", "compare"), ("database", "history"),
+             ("filterconfigs", "list"), ("users", "list"))
+# Commands whose output says whether they did anything (they exit 0 either way).
+EXPECT = {("broadcast", "new"): "broadcast_new", ("broadcast", "deactivate"): "broadcast_deactivate"}
+GLOB = re.compile(r"[*?\[\]]")
 
 
 def ella_cli(inventory: Path, args: list[str], command: str,
@@ -23,8 +27,15 @@ def ella_cli(inventory: Path, args: list[str], command: str,
     if "database" in args and {"upgrade", "downgrade"} & set(args):
         raise EllaDeployError("cli: migrations run in a release, after a verified backup (ella-deploy release)",
                               ExitCode.USAGE)
+    if tuple(args[:2]) == ("broadcast", "new") and GLOB.search(" ".join(args[2:])):
+        # ELLA's bin/ella-cli passes its arguments on unquoted: the shell in the image splits
+        # and globs them ("*" becomes the names of the files there).
+        raise EllaDeployError("broadcast: the message may not hold * ? [ ] (ELLA's ella-cli would expand them "
+                              "into file names)", ExitCode.USAGE)
     changes = tuple(args[:2]) not in READ_ONLY
-    extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command)}
+    extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command),
+                 # ELLA says what it did; for these, nothing else counts as done.
+                 "ella_cli_expect": EXPECT.get(tuple(args[:2]), "none")}
     result = run_playbook("cli.yml", inventory, extravars=extravars, progress=progress)
     published = result.published.get("ella_cli_result")
     if not result.ok or published is None:

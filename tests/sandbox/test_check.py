@@ -1,19 +1,23 @@
-"""`check`: the procedure's debug checklist against the sandbox, healthy and broken."""
+"""`check`: the procedure's debug checklist against real ELLA in the sandbox, healthy and broken:
+a toast a user saw (ELLA's uiexception table), 5xx answers at nginx while ELLA's API is down
+inside its image, ELLA stopped, and logs in ELLA's own formats (local time, offsets)."""
 
 from __future__ import annotations
 
-import datetime
 import json
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.sandbox.conftest import api
+from tests.sandbox.conftest import EllaUser
 from tests.sandbox_access import PROD_ROOT
 
 pytestmark = pytest.mark.sandbox
 
-API_LOG = f"{PROD_ROOT}/ella-prod/logs/api.log"
+SOCKET = "/tmp/ella-supervisor/socket"
 
 
 def check(output: str = "json") -> tuple[int, dict | str]:
@@ -26,15 +30,8 @@ def states(report: dict) -> dict[tuple[str, str | None], str]:
     return {(c["name"], c["host"]): c["state"] for c in report["checks"]}
 
 
-def inject(sandbox, status: int, count: int) -> None:
-    """Access-log lines as ELLA writes them, stamped now."""
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    line = f'{now} 10.213.22.1 "GET /api/v1/analyses/ HTTP/1.1" {status} 12ms'
-    sandbox.exec("p22-ella-01", f"for i in $(seq {count}); do echo '{line}'; done >> {API_LOG}", user="ella")
-
-
-# Load and memory are the machine's: the tests run beside other work (the molecule scenarios),
-# so their state is asserted only where the test sets it up.
+# Load and memory are the machine's: the tests run beside other work, so their state is
+# asserted only where the test sets it up.
 MACHINE = {"load", "memory"}
 
 
@@ -43,37 +40,53 @@ def worst_but_machine(report: dict) -> str:
     return max((c["state"] for c in report["checks"] if c["name"] not in MACHINE), key=order.index)
 
 
-def test_check_healthy_then_user_errors_then_5xx_by_threshold(fresh):
+def inner_supervisorctl(sandbox, command: str) -> None:
+    """ELLA's own supervisord inside its image, over its socket in the host's /socket directory."""
+    password = sandbox.exec("p22-ella-01", f"sed -n 's/^password=//p' {SOCKET}/supervisor.cfg | head -1",
+                            user="ella").stdout.strip()
+    sandbox.exec("p22-ella-01", f"supervisorctl -s unix://{SOCKET}/supervisor.sock -u ella -p '{password}' {command}",
+                 user="ella")
+
+
+def requests(sandbox, count: int) -> list[int]:
+    codes = []
+    for _ in range(count):
+        try:
+            with urllib.request.urlopen(f"http://{sandbox.address('p22-ella-01')}:3114/api/v1/config/",
+                                        timeout=10) as answer:
+                codes.append(answer.status)
+        except urllib.error.HTTPError as error:
+            codes.append(error.code)
+    return codes
+
+
+def test_check_healthy_then_a_users_toast_then_5xx_while_the_api_is_down(fresh):
     code, report = check()
     assert worst_but_machine(report) == "OK", [c for c in report["checks"] if c["state"] != "OK"]
     assert code == {"OK": 0, "WARN": 1, "UNKNOWN": 1, "CRIT": 2}[report["state"]]
     found = states(report)
-    for host in ("p22-ella-01", "p22-ella-fo-01"):
-        assert found[("disk backups", host)] == found[("disk shared storage", host)] == "OK"
-        assert found[("load", host)] in ("OK", "WARN", "CRIT")
     assert found[("ella instances", None)] == found[("response /api/v1/config/", "p22-ella-01")] == "OK"
-    assert report["measured"]["database"]["max_connections"] == 100
+    assert found[("tracebacks", "p22-ella-01")] == "OK"
 
-    # A toast shown to a user lands in uiexception: WARN with its message.
-    api(fresh, "/api/v1/ui/exceptions/", {"user_id": 1, "message": "TypeError: allele is undefined",
-                                          "location": "/workflows/analyses/1", "stacktrace": "at x"})
+    # A toast shown to a user, as ELLA's web UI reports it: WARN, with its message.
+    EllaUser(fresh).call("/api/v1/ui/exceptionlog/", {"message": "TypeError: allele is undefined",
+                                                      "location": "/workflows/analyses/1", "stacktrace": "at x",
+                                                      "state": {}})
     code, report = check()
     assert code >= 1 and states(report)[("uiexceptions 24h", None)] == "WARN"
-    assert worst_but_machine(report) == "WARN"
     assert "TypeError: allele is undefined" in json.dumps(report["checks"])
 
-    # 5xx answers: 6 in ~310 requests is WARN (1-5 %), 36 in ~340 is CRIT (>= 5 %).
-    inject(fresh, 200, 300)
-    inject(fresh, 500, 6)
-    code, report = check()
-    server_errors = next(c for c in report["checks"] if c["name"] == "server errors")
-    assert server_errors["state"] == "WARN", server_errors
-    assert code >= 1
-    inject(fresh, 500, 30)
-    code, text = check("text")
-    assert code == 2
+    # ELLA's API stops inside the image: nginx answers 502, and api.log says nothing of it.
+    assert set(requests(fresh, 40)) == {200}
+    inner_supervisorctl(fresh, "stop api")
+    try:
+        assert set(requests(fresh, 10)) == {502}
+        code, text = check("text")
+    finally:
+        inner_supervisorctl(fresh, "start api")
+    assert code == 2, text
     line = next(line for line in text.splitlines() if "server errors" in line)
-    assert line.startswith("CRIT") and "36 of" in line
+    assert line.startswith("CRIT") and "10 of" in line, line
 
 
 def test_check_with_ella_stopped_is_critical_for_monitoring(fresh):
@@ -83,8 +96,20 @@ def test_check_with_ella_stopped_is_critical_for_monitoring(fresh):
     assert line.startswith("ELLA CRITICAL - ") and line.count("\n") == 1
     assert "no host runs ELLA" in line and " | " in line
     code, report = check()
-    assert code == 2
-    assert states(report)[("ella instances", None)] == states(report)[("api", None)] == "CRIT"
+    assert code == 2 and states(report)[("ella instances", None)] == "CRIT"
+
+
+def test_tracebacks_in_ellas_local_time_log_are_counted_in_the_window(fresh):
+    # A traceback line in ELLA's own format, stamped in the host's local time now, and one an
+    # hour old: only the new one is in the 15 minutes.
+    now, old = (time.strftime("%Y-%m-%d %H:%M:%S,000", time.localtime(t)) for t in (time.time(), time.time() - 3600))
+    log = f"{PROD_ROOT}/ella-prod/logs/polling.log"
+    fresh.exec("p22-ella-01", f"printf '%s\\n' '{old} [ERROR] old: x' 'Traceback (most recent call last):' "
+                              f"'{now} [ERROR] __main__: boom' 'Traceback (most recent call last):' "
+                              f"'  File \"/ella/src/api/polling.py\", line 1' >> {log}", user="ella")
+    code, report = check()
+    tracebacks = next(c for c in report["checks"] if c["name"] == "tracebacks" and c["host"] == "p22-ella-01")
+    assert tracebacks["state"] == "WARN" and tracebacks["value"].startswith("1 "), tracebacks
 
 
 def test_check_bad_input(sandbox):

@@ -42,7 +42,7 @@ def test_up_heals_a_stopped_host(sandbox):
     # supervisord came back on the restarted host, ELLA did not (autostart=false).
     processes = sandbox.exec("p22-ella-fo-01", "ps -eo args").stdout
     assert "supervisord" in processes
-    assert ".sif run" not in processes
+    assert "Singularity runtime parent" not in processes and "api.main:app" not in processes
 
 
 @pytest.mark.destroys_sandbox

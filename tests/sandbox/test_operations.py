@@ -1,139 +1,111 @@
-"""stage, accept and history on the sandbox."""
+"""Daily operations against real ELLA: stage (ELLA's release files come without a checksum),
+release --image, ella-cli in the live image, broadcasts by ELLA's own word, a backup on its own
+with a verified restore, logs."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.sandbox_access import PROD_ROOT
+from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, revision
 
 pytestmark = pytest.mark.sandbox
 
-RELEASES = f"{PROD_ROOT}/archive/releases"
+
+def staged_copy(sandbox, tmp_path, version: str, name: str) -> str:
+    """A release file as it comes from ELLA's release page: a copy of a built image, no .sha256."""
+    target = tmp_path / name
+    shutil.copyfile(sandbox.storage(f"archive/releases/ella-release-v{version}.sif"), target)
+    return str(target)
 
 
-def build(tmp_path, version: str) -> str:
-    subprocess.run([sys.executable, str(ROOT / "testbed" / "build_standin.py"), "--out", str(tmp_path), version],
-                   check=True, capture_output=True)
-    return str(tmp_path / f"ella-release-{version}.sif")
-
-
-def test_stage_copies_verified_once_and_never_overwrites(prod, tmp_path):
-    image = build(tmp_path, "2.3.0")
+def test_stage_takes_a_release_without_checksum_writes_one_and_never_overwrites(prod, tmp_path):
+    # ELLA 1.17.2 published again under a new patch number, as a release file comes: no .sha256.
+    image = staged_copy(prod, tmp_path, "1.17.2", "ella-release-v1.17.3.sif")
     first = run_cli("--inventory", "sandbox", "--output", "json", "stage", image)
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["copied"] is True
-    stat = prod.exec("p22-ella-fo-01", f"stat -c '%U %a' {RELEASES}/ella-release-2.3.0.sif").stdout.split()
-    assert stat == ["ella", "644"]
+    staged = json.loads(first.stdout)
+    assert staged["copied"] is True and staged["sha256_source"] == "measured (no .sha256 published)"
     local = subprocess.run(["sha256sum", image], capture_output=True, text=True).stdout.split()[0]
-    assert prod.exec("p22-ella-01", f"sha256sum {RELEASES}/ella-release-2.3.0.sif").stdout.split()[0] == local
-    assert prod.exec("p22-ella-01", f"cat {RELEASES}/ella-release-2.3.0.sif.sha256").stdout.split()[0] == local
-
-    mtime = prod.exec("p22-ella-01", f"stat -c %Y {RELEASES}/ella-release-2.3.0.sif").stdout
+    assert prod.exec("p22-ella-fo-01", f"stat -c '%U %a' {RELEASES}/ella-release-v1.17.3.sif").stdout.split() \
+        == ["ella", "644"]
+    assert prod.exec("p22-ella-01", f"cat {RELEASES}/ella-release-v1.17.3.sif.sha256").stdout.split()[0] == local
     again = run_cli("--inventory", "sandbox", "--output", "json", "stage", image)
     assert again.returncode == 0 and json.loads(again.stdout)["copied"] is False
-    assert prod.exec("p22-ella-01", f"stat -c %Y {RELEASES}/ella-release-2.3.0.sif").stdout == mtime
-
-    # Same name, other content (a rebuilt image): refused, the staged release untouched.
-    other = tmp_path / "other"
-    other.mkdir()
-    rebuilt = subprocess.run([sys.executable, str(ROOT / "testbed" / "build_standin.py"), "--out", str(other),
-                              "--fault", "never-healthy", "2.3.0"], check=True, capture_output=True)
-    assert rebuilt.returncode == 0
-    refused = run_cli("--inventory", "sandbox", "stage", str(other / "ella-release-2.3.0.sif"))
-    assert refused.returncode != 0
-    assert "never overwritten" in refused.stderr
-    assert prod.exec("p22-ella-01", f"sha256sum {RELEASES}/ella-release-2.3.0.sif").stdout.split()[0] == local
+    # Same name, other content: refused, the staged release untouched.
+    other = staged_copy(prod, tmp_path, "1.17.1", "x.sif")
+    renamed = tmp_path / "other" / "ella-release-v1.17.3.sif"
+    renamed.parent.mkdir()
+    shutil.move(other, renamed)
+    refused = run_cli("--inventory", "sandbox", "stage", str(renamed))
+    assert refused.returncode != 0 and "never overwritten" in refused.stderr
+    assert prod.exec("p22-ella-01", f"sha256sum {RELEASES}/ella-release-v1.17.3.sif").stdout.split()[0] == local
 
 
-def test_stage_refuses_a_corrupt_image_before_touching_a_host(prod, tmp_path):
-    image = build(tmp_path, "2.3.1")
-    with open(image, "ab") as handle:
-        handle.write(b"corrupted in transfer")
-    result = run_cli("--inventory", "sandbox", "stage", image)
-    assert result.returncode == 75
-    assert "does not match its .sha256" in result.stderr
-    assert prod.exec("p22-ella-01", f"test -e {RELEASES}/ella-release-2.3.1.sif", check=False).rc != 0
+def test_stage_refuses_what_is_no_image_or_not_its_checksum_before_any_host(prod, tmp_path):
+    junk = tmp_path / "ella-release-v1.17.4.sif"
+    junk.write_text("not an image")
+    refused = run_cli("--inventory", "sandbox", "stage", str(junk))
+    assert refused.returncode == 64 and "not a Singularity image" in refused.stderr
+    image = staged_copy(prod, tmp_path, "1.17.2", "ella-release-v1.17.5.sif")
+    (tmp_path / "ella-release-v1.17.5.sif.sha256").write_text("0" * 64 + "  ella-release-v1.17.5.sif\n")
+    refused = run_cli("--inventory", "sandbox", "stage", image)
+    assert refused.returncode == 75 and "does not match its .sha256" in refused.stderr
+    assert prod.exec("p22-ella-01", f"test -e {RELEASES}/ella-release-v1.17.5.sif", check=False).rc != 0
 
 
-def test_release_with_image_stages_then_releases(prod, tmp_path):
-    image = build(tmp_path, "2.0.3")
-    result = run_cli("--inventory", "sandbox", "--output", "json", "release", "2.0.3", "--image", image, "--yes")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["outcome"] == "success"
-    assert prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip().endswith("2.0.3.sif")
-
-
-def test_accept_takes_down_the_broadcast_and_history_shows_both(prod):
-    released = run_cli("--inventory", "sandbox", "release", "2.1.0", "--yes", "--skip-staging-check")
-    assert released.returncode == 0, released.stderr
-    assert prod.psql("SELECT count(*) FROM broadcast WHERE active;") == "1"
-    accepted = run_cli("--inventory", "sandbox", "accept")
-    assert accepted.returncode == 0, accepted.stderr
-    assert prod.psql("SELECT count(*) FROM broadcast WHERE active;") == "0"
-    kinds = [(r["kind"], r["outcome"]) for r in prod.audit_records()]
-    assert kinds == [("release", "success"), ("accept", "success")]
-
-    history = run_cli("--inventory", "sandbox", "history")
-    assert history.returncode == 0, history.stderr
-    lines = history.stdout.splitlines()
-    assert "2.0.0 -> 2.1.0 (minor)" in lines[1] and "success" in lines[1]
-    assert lines[2].split()[2] == "accept"
-
-
-def test_cli_runs_in_the_live_image_on_the_active_host(prod):
-    listed = run_cli("--inventory", "sandbox", "cli", "--", "database", "current")
-    assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.strip() == prod.psql("SELECT version_num FROM alembic_version;")
-    refused = run_cli("--inventory", "sandbox", "cli", "--", "database", "upgrade", "head")
-    assert refused.returncode == 64
-
-
-def test_broadcast_new_list_deactivate(prod):
+def test_cli_runs_in_the_live_image_and_broadcasts_go_by_ellas_own_word(prod):
+    current = run_cli("--inventory", "sandbox", "cli", "--", "database", "current")
+    assert current.returncode == 0, current.stderr
+    assert current.stdout.split()[0] == HEAD_1_16_5 == revision(prod)  # ELLA prints "<rev> (head)"
+    assert run_cli("--inventory", "sandbox", "cli", "--", "database", "upgrade", "head").returncode == 64
     posted = run_cli("--inventory", "sandbox", "broadcast", "new", "Nedetid fredag 16–18: ny versjon av ELLA")
     assert posted.returncode == 0, posted.stderr
-    broadcast_id = posted.stdout.strip()
-    assert prod.psql(f"SELECT message FROM broadcast WHERE id = {int(broadcast_id)} AND active;") == (
-        "Nedetid fredag 16–18: ny versjon av ELLA")
-    listed = run_cli("--inventory", "sandbox", "broadcast", "list")
-    assert "Nedetid fredag" in listed.stdout
-    assert run_cli("--inventory", "sandbox", "broadcast", "deactivate", broadcast_id).returncode == 0
-    assert prod.psql(f"SELECT active FROM broadcast WHERE id = {int(broadcast_id)};") == "f"
-    kinds = [(r["kind"], r["args"][:2]) for r in prod.audit_records()]
-    assert kinds == [("cli", ["broadcast", "new"]), ("cli", ["broadcast", "deactivate"])]  # list is not audited
+    broadcast_id = int(re.search(r"Message with id (\d+) added", posted.stdout).group(1))
+    assert prod.psql(f"SELECT message FROM broadcast WHERE id = {broadcast_id} AND active;") \
+        == "Nedetid fredag 16–18: ny versjon av ELLA"
+    assert "Nedetid fredag" in run_cli("--inventory", "sandbox", "broadcast", "list").stdout
+    assert run_cli("--inventory", "sandbox", "broadcast", "deactivate", str(broadcast_id)).returncode == 0
+    assert prod.psql(f"SELECT active FROM broadcast WHERE id = {broadcast_id};") == "f"
+    # ELLA exits 0 for an id it does not know ("Found no message with id 999"): not done.
+    missing = run_cli("--inventory", "sandbox", "broadcast", "deactivate", "999")
+    assert missing.returncode != 0 and "changed nothing" in missing.stderr
+    # ELLA's ella-cli would glob a *: refused before any host.
+    assert run_cli("--inventory", "sandbox", "broadcast", "new", "Nede *").returncode == 64
+    records = [r for r in prod.audit_records() if r["kind"] == "cli"]
+    assert [r["args"] for r in records] == [["broadcast", "new"], ["broadcast", "deactivate"],
+                                            ["broadcast", "deactivate"]]
+    assert all("Nedetid" not in json.dumps(r) for r in records)  # the message is data: only its sha256
 
 
-def test_backup_on_its_own_with_a_verified_restore(prod):
+def test_backup_on_its_own_with_a_verified_restore_while_ella_runs(prod):
     result = run_cli("--inventory", "sandbox", "--output", "json", "backup", "--verify-restore")
     assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
-    path = record["backup"]["path"]
-    assert path.endswith("-2.0.0-to-manual.dump")
-    assert prod.exec("p22-ella-01", f"sha256sum {path}").stdout.split()[0] == record["backup"]["sha256"]
-    assert prod.psql("SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_verify\\_%';", "postgres") == "0"
-    # The restore held every row: 12 analyses with an assessment and a log line each, the revision row.
-    counts = record["backup"]["row_counts"]
-    assert counts["differences"] == {}
-    assert int(counts["rows"]) == int(prod.psql(
-        "SELECT (SELECT count(*) FROM analysis) + (SELECT count(*) FROM alleleassessment)"
-        " + (SELECT count(*) FROM interpretationlog) + (SELECT count(*) FROM alembic_version)"
-        " + (SELECT count(*) FROM broadcast) + (SELECT count(*) FROM usergroup)"
-        " + (SELECT count(*) FROM filterconfig) + (SELECT count(*) FROM uiexception);")) >= 37
+    backup = json.loads(result.stdout)["backup"]
+    assert backup["path"].endswith("-1.16.5-to-manual.dump") and backup["revision"] == HEAD_1_16_5
+    assert backup["verified"] == "restored completely into a scratch database, row counts equal"
+    assert prod.exec("p22-ella-01", f"sha256sum {backup['path']}").stdout.split()[0] == backup["sha256"]
+    assert not [d for d in prod.databases() if "_verify_" in d]
+    manifest = json.loads(prod.exec("p22-ella-01", f"cat {backup['path']}.manifest.json").stdout)
+    assert manifest["row_counts"]["uiexception"] == 5 and manifest["row_counts"]["genepanel"] == 4
     assert prod.audit_records()[-1]["kind"] == "backup"
-    # ELLA kept running.
-    assert "ella-release-2.0.0.sif run" in prod.exec("p22-ella-01", "ps -eo args").stdout
+    assert "api.main:app" in prod.exec("p22-ella-01", "ps -eo args").stdout  # ELLA kept running
 
 
-def test_logs_show_the_api_log_of_the_active_host(prod):
-    result = run_cli("--inventory", "sandbox", "--output", "json", "logs", "--since", "10m")
+def test_logs_show_ellas_logs_of_the_active_host(prod):
+    result = run_cli("--inventory", "sandbox", "--output", "json", "logs", "--program", "nginx", "--since", "10m")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["host"] == "p22-ella-01"
-    assert any('"POST /api/v1/analyses/ HTTP/1.1" 201' in line for line in report["lines"])
+    assert any('"POST /api/v1/ui/exceptionlog/ HTTP/1.1" 200' in line for line in report["lines"])
+    api_log = run_cli("--inventory", "sandbox", "--output", "json", "logs", "--lines", "50")
+    assert any("api.main:app" in line or "GET /api/v1/" in line for line in json.loads(api_log.stdout)["lines"])
+    assert run_cli("--inventory", "sandbox", "logs", "--host", "p22-ella-99").returncode == 64
 
 
 def test_logs_follow_prints_new_lines_until_interrupted(sandbox):
@@ -143,6 +115,7 @@ def test_logs_follow_prints_new_lines_until_interrupted(sandbox):
     import uuid
 
     from tests.conftest import CLI
+    from tests.sandbox_access import PROD_ROOT
 
     follow = subprocess.Popen([*CLI, "--inventory", "sandbox", "logs", "--host", "p22-ella-01", "--follow",
                                "--lines", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -150,20 +123,14 @@ def test_logs_follow_prints_new_lines_until_interrupted(sandbox):
         marker = f"follow-{uuid.uuid4()}"
         deadline, seen = time.monotonic() + 30, []
         while time.monotonic() < deadline and not any(marker in line for line in seen):
-            if not seen:
-                # The first line (the log's last one) shows that tail runs; then write the marker.
-                ready, _, _ = select.select([follow.stdout], [], [], 1)
-                if ready:
-                    seen.append(follow.stdout.readline())
-                    sandbox.exec("p22-ella-01", f"echo '{marker}' >> {PROD_ROOT}/ella-prod/logs/api.log", user="ella")
-                continue
             ready, _, _ = select.select([follow.stdout], [], [], 1)
             if ready:
                 seen.append(follow.stdout.readline())
+                if len(seen) == 1:
+                    sandbox.exec("p22-ella-01", f"echo '{marker}' >> {PROD_ROOT}/ella-prod/logs/api.log", user="ella")
         assert any(marker in line for line in seen), (seen, follow.stderr.read() if follow.poll() else "")
     finally:
         follow.send_signal(signal.SIGINT)
         follow.wait(timeout=15)
     assert follow.returncode == 0
-    refused = run_cli("--inventory", "sandbox", "logs", "--follow", "--since", "10m")
-    assert refused.returncode == 64
+    assert run_cli("--inventory", "sandbox", "logs", "--follow", "--since", "10m").returncode == 64

@@ -28,7 +28,7 @@ def test_notices_at_their_step_never_fail_a_release_and_the_change_record_follow
     records_dir = {"ELLA_DEPLOY_RECORDS_DIR": str(tmp_path)}
     run_cli("sandbox", "reset", "sandbox-staging", check=True)  # no staging release on record
     # The SMTP server is not there when the release sends: the release succeeds, the notice is recorded unsent.
-    released = run_cli("--inventory", "sandbox", "--output", "json", "release", "2.1.0", "--yes",
+    released = run_cli("--inventory", "sandbox", "--output", "json", "release", "1.17.0", "--yes",
                        "--skip-staging-check", "--notify",
                        env={"ELLA_SANDBOX_SMTP_PORT": str(free_port()), **records_dir})
     assert released.returncode == 0, released.stderr
@@ -39,30 +39,30 @@ def test_notices_at_their_step_never_fail_a_release_and_the_change_record_follow
     assert prod.audit_records()[-1]["notice"] == notice
 
     docx_path = summary["change_record"]["docx"]
-    assert Path(docx_path) == tmp_path / "sandbox" / "Endringskontroll-ELLA-2.1.0.docx"
+    assert Path(docx_path) == tmp_path / "sandbox" / "Endringskontroll-ELLA-1.17.0.docx"
     cells = record_cells(docx_path)
-    assert cells["Endring"] == "2.0.0 → 2.1.0 (minor)"
+    assert cells["Endring"] == "1.16.5 → 1.17.0 (minor)"
     assert cells["Verifisering i staging"] == "IKKE verifisert i sandbox-staging (--skip-staging-check)"
     assert cells["Akseptansetest i produksjon"].startswith("ikke registrert")
     assert cells["Databasemigreringer"] == "4f1c2a9e7b30 → 8d3e5b71c0a2"
 
     # The testers' notice by hand, then the acceptance tells the users.
-    resent = run_cli("--inventory", "sandbox", "notify", "acceptance", "--version", "2.1.0", "--send", env=env)
+    resent = run_cli("--inventory", "sandbox", "notify", "acceptance", "--version", "1.17.0", "--send", env=env)
     assert resent.returncode == 0, resent.stderr
     accepted = run_cli("--inventory", "sandbox", "accept", "--notify", env={**env, **records_dir})
     assert accepted.returncode == 0, accepted.stderr
     acceptance, done = (message(e) for e in inbox.envelopes)
     assert inbox.envelopes[0].rcpt_tos == ["superbruker@sandbox.invalid", "ella-support@sandbox.invalid"]
-    assert acceptance["Subject"] == "ELLA 2.1.0: akseptansetesten kan starte"
-    assert done["Subject"] == "ELLA 2.1.0 er i drift – vennligst bruk ELLA som normalt"
+    assert acceptance["Subject"] == "ELLA 1.17.0: akseptansetesten kan starte"
+    assert done["Subject"] == "ELLA 1.17.0 er i drift – vennligst bruk ELLA som normalt"
     assert "EGG@sandbox.invalid" in done["To"] and done["Reply-To"] == "ella-support@sandbox.invalid"
     assert prod.audit_records()[-1]["notice"]["sent"] is True
     # The record was not edited by hand, so the acceptance is filled in now.
     operator = prod.audit_records()[-1]["operator"]
     assert record_cells(docx_path)["Akseptansetest i produksjon"].startswith(operator + ", ")
     listed = run_cli("--inventory", "sandbox", "records", env=records_dir)
-    assert "2.0.0 -> 2.1.0 (minor)" in listed.stdout and docx_path in listed.stdout
-    assert run_cli("--inventory", "sandbox", "records", "2.0.0", env=records_dir).returncode == 64
+    assert "1.16.5 -> 1.17.0 (minor)" in listed.stdout and docx_path in listed.stdout
+    assert run_cli("--inventory", "sandbox", "records", "1.16.5", env=records_dir).returncode == 64
 
 
 def test_report_tsd_attaches_check_and_status(fresh, smtp):

@@ -5,23 +5,23 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import run_cli
-from tests.sandbox.conftest import write_clinical_data
+from tests.sandbox.conftest import EllaUser
 
 pytestmark = pytest.mark.sandbox
 
 
 def test_psql_reads_every_table_and_cannot_write(fresh):
-    write_clinical_data(fresh, count=3)
+    EllaUser(fresh).report_errors(3, "psql")
     read = run_cli("--inventory", "sandbox", "psql", "-c",
-                   "SELECT count(*) AS n, current_user FROM analysis")
+                   "SELECT count(*) AS n, current_user FROM uiexception")
     assert read.returncode == 0, read.stderr
     assert [cell.strip() for cell in read.stdout.splitlines()[2].split("|")] == ["3", "ella_readonly"]
 
     # One-shot write: refused by privileges, not only by the read-only default.
     write = run_cli("--inventory", "sandbox", "psql", "-c",
-                    "BEGIN READ WRITE; UPDATE analysis SET name = 'x'; COMMIT")
+                    "BEGIN READ WRITE; UPDATE uiexception SET location = 'x'; COMMIT")
     assert write.returncode == 2
-    assert "permission denied for table analysis" in write.stderr
+    assert "permission denied for table uiexception" in write.stderr
 
     # A piped session that switches the read-only default off first still cannot write.
     script = ("SET default_transaction_read_only = off;\n"
@@ -40,7 +40,7 @@ def test_psql_reads_every_table_and_cannot_write(fresh):
                        input="\\c - ella\nINSERT INTO broadcast (message) VALUES ('x');\n")
     assert switched.returncode == 2 and "no password supplied" in switched.stderr
     assert fresh.psql("SELECT count(*) FROM broadcast;") == "0"
-    assert fresh.psql("SELECT count(*) FROM analysis WHERE name = 'x';") == "0"
+    assert fresh.psql("SELECT count(*) FROM uiexception WHERE location = 'x';") == "0"
     assert fresh.psql("SELECT to_regclass('public.scratch') IS NULL;") == "t"
     # The login really has no rights of its own.
     flags = fresh.psql("SELECT rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "

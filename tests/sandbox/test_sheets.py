@@ -35,23 +35,23 @@ def sign_every_test(path: str) -> None:
 
 def test_a_staging_release_writes_the_verification_sheet(sandbox, tmp_path):
     run_cli("sandbox", "reset", "sandbox-staging", check=True)
-    released = run_cli("--inventory", "sandbox-staging", "--output", "json", "release", "2.1.0", "--yes",
+    released = run_cli("--inventory", "sandbox-staging", "--output", "json", "release", "1.17.0", "--yes",
                        env={"ELLA_DEPLOY_RECORDS_DIR": str(tmp_path)})
     assert released.returncode == 0, released.stderr
     path = json.loads(released.stdout)["test_sheet"]["path"]
-    assert path == str(tmp_path / "sandbox-staging" / "Verifisering-ELLA-2.1.0.xlsx")
+    assert path == str(tmp_path / "sandbox-staging" / "Verifisering-ELLA-1.17.0.xlsx")
     assert named(path, "ella_environment") == "sandbox-staging"
     assert named(path, "ella_hotfix") == "Nei"
 
 
 def test_accept_refuses_the_acceptance_sheet_until_every_test_is_passed(prod, tmp_path):
     records_dir = {"ELLA_DEPLOY_RECORDS_DIR": str(tmp_path)}
-    released = run_cli("--inventory", "sandbox", "--output", "json", "release", "2.1.0", "--yes",
+    released = run_cli("--inventory", "sandbox", "--output", "json", "release", "1.17.0", "--yes",
                        "--skip-staging-check", env=records_dir)
     assert released.returncode == 0, released.stderr
     path = json.loads(released.stdout)["test_sheet"]["path"]
-    assert Path(path) == tmp_path / "sandbox" / "Akseptansetest-ELLA-2.1.0.xlsx"
-    assert (named(path, "ella_version"), named(path, "ella_from_version")) == ("2.1.0", "2.0.0")
+    assert Path(path) == tmp_path / "sandbox" / "Akseptansetest-ELLA-1.17.0.xlsx"
+    assert (named(path, "ella_version"), named(path, "ella_from_version")) == ("1.17.0", "1.16.5")
     assert named(path, "ella_migrations") == "4f1c2a9e7b30 → 8d3e5b71c0a2"
 
     refused = run_cli("--inventory", "sandbox", "accept", "--sheet", path)
