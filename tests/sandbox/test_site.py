@@ -64,9 +64,14 @@ def test_failures_before_the_container_are_one_fatal_line(sandbox):
     assert labels["maintainer"] == "OUS AMG <ella-support@medisin.uio.no>"
 
 
-def test_ella_cli_needs_its_config_and_says_so_in_its_own_words(sandbox):
-    without = in_image(sandbox, "ella-cli database compare")
-    assert without.rc != 0 and "ELLA_CONFIG" in without.stderr
+def test_ella_cli_needs_db_url_and_its_config_and_fails_in_its_own_words(sandbox):
+    # ELLA's api package connects at import, before it reads its configuration: without
+    # DB_URL SQLAlchemy fails on a None URL; with it, config.py's assert names ELLA_CONFIG.
+    without_db = in_image(sandbox, "ella-cli database compare")
+    assert without_db.rc == 1 and "_instantiate_plugins" in without_db.stderr
+    without_config = in_image(sandbox, "ella-cli database compare", env="DB_URL=postgresql:///nodb")
+    assert without_config.rc == 1
+    assert "Config file not provided in environment variable 'ELLA_CONFIG'" in without_config.stderr
 
 
 def test_the_first_release_is_ellas_own_first_time_setup(fresh):
