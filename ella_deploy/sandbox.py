@@ -168,6 +168,7 @@ class Sandbox:
             action()
             timings[name] = round(time.monotonic() - started, 1)
 
+        self._check_owner()
         tag = image_tag()
         step("host image", lambda: self._ensure_image(tag))
         step("keys and secrets", self._ensure_state)
@@ -181,6 +182,7 @@ class Sandbox:
         return timings
 
     def down(self, purge_image: bool = False) -> None:
+        self._check_owner()
         for container in self._containers():
             _podman("rm", "--force", "--time", "0", container)
         if _podman("network", "exists", NETWORK, check=False).returncode == 0:
@@ -195,6 +197,7 @@ class Sandbox:
         """Back to the state after `up`: INITIAL_VERSION running on the primary, its database
         as the first release left it, no lock, no journal, no backups, no audit log, only the
         staged images. From the golden copy `up` keeps (seconds), else by seeding again."""
+        self._check_owner()
         env = self._environment(inventory)
         self._stop_ella(env)
         self._drop_databases(env)
@@ -534,9 +537,24 @@ class Sandbox:
             item["Name"]: {
                 "state": "paused" if item["State"].get("Paused") else item["State"]["Status"],
                 "image": item["ImageName"],
+                # The state directory it was made from: the parent of its hostkeys mount.
+                "state_dir": next((str(Path(mount["Source"]).parent.parent) for mount in item.get("Mounts", [])
+                                   if mount.get("Destination") == "/etc/ssh/host_keys"), ""),
             }
             for item in inspected
         }
+
+    def _check_owner(self) -> None:
+        """Container names are global to podman, state directories are not: a second checkout
+        (another ELLA_SANDBOX_DIR) must not provision, reset or remove the sandbox whose keys,
+        secrets and storage live elsewhere."""
+        for name, info in self._inspect_containers().items():
+            owner = info["state_dir"]
+            if owner and Path(owner) != self.state_dir.resolve():
+                raise EllaDeployError(
+                    f"the sandbox container {name} belongs to the state directory {owner}, not "
+                    f"{self.state_dir}: run from that checkout (or ELLA_SANDBOX_DIR={owner}), "
+                    "or `sandbox down` there first", ExitCode.REFUSED)
 
     def _container_states(self) -> dict[str, str]:
         return {name: info["state"] for name, info in self._inspect_containers().items()}

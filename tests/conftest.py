@@ -19,7 +19,13 @@ CLI = [sys.executable, "-m", "ella_deploy"]
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The molecule scenarios run in the background from the start (see molecule_scenarios);
     # their tests come after the others to collect the results. Tests that take the sandbox
-    # down run last, after everything that needs it.
+    # down run last, after everything that needs it. Everything under tests/sandbox/ needs
+    # the sandbox: marked here, by directory, so no file can forget it (an unmarked one ran
+    # in the "fast" selection once and provisioned the sandbox from another checkout).
+    sandbox_dir = ROOT / "tests" / "sandbox"
+    for item in items:
+        if sandbox_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.sandbox)
     items.sort(key=lambda item: (item.get_closest_marker("destroys_sandbox") is not None,
                                  item.get_closest_marker("molecule") is not None))
 

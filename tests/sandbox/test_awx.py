@@ -13,13 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.test_guard import ella_processes, start_by_hand
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 LOCK = f"{PROD_ROOT}/deploy/lock"
 

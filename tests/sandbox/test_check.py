@@ -9,13 +9,11 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 
 from tests.conftest import run_cli
 from tests.sandbox.conftest import EllaUser
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 SOCKET = "/tmp/ella-supervisor/socket"
 

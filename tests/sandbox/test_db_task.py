@@ -15,7 +15,6 @@ from tests.conftest import run_cli
 from tests.sandbox.conftest import EllaUser
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 AUTHOR = ("Ola Nordmann", "ola@ous-hf.no")
 REVIEWER = ("Kari Nordmann", "kari@ous-hf.no")

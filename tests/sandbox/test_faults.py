@@ -22,7 +22,6 @@ from tests.sandbox.conftest import (
 )
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 PLAYBOOK = ROOT / "tests" / "sandbox" / "playbooks"
 

@@ -16,7 +16,6 @@ from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import EllaUser, api, revision, table_checksums
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 LINK = f"{PROD_ROOT}/ella-prod/ella.sif"
 

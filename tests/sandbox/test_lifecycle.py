@@ -9,8 +9,6 @@ import pytest
 from ella_deploy import sandbox as sandbox_module
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.sandbox
-
 
 def container_ids() -> dict[str, str]:
     listed = subprocess.run(

@@ -9,12 +9,9 @@ import re
 import shutil
 import subprocess
 
-import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, revision
-
-pytestmark = pytest.mark.sandbox
 
 
 def staged_copy(sandbox, tmp_path, version: str, name: str) -> str:

@@ -8,11 +8,8 @@ import json
 from pathlib import Path
 
 import docx
-import pytest
 
 from tests.conftest import free_port, run_cli
-
-pytestmark = pytest.mark.sandbox
 
 
 def message(envelope) -> email.message.EmailMessage:

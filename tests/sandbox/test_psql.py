@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 
 from tests.conftest import run_cli
 from tests.sandbox.conftest import EllaUser
-
-pytestmark = pytest.mark.sandbox
 
 
 def test_psql_reads_every_table_and_cannot_write(fresh):

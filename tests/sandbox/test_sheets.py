@@ -9,12 +9,9 @@ import json
 from pathlib import Path
 
 import openpyxl
-import pytest
 
 from ella_deploy import sheets
 from tests.conftest import run_cli
-
-pytestmark = pytest.mark.sandbox
 
 
 def named(path: str, name: str) -> object:

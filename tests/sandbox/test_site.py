@@ -16,7 +16,6 @@ from tests.conftest import run_cli
 from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, alembic_head, revision
 from tests.sandbox_access import PROD_ROOT
 
-pytestmark = pytest.mark.sandbox
 
 IMAGE = f"{RELEASES}/ella-release-v1.17.2.sif"
 

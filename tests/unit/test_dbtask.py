@@ -440,20 +440,34 @@ Time: 3.000 ms
 
 
 def test_psql_input_wraps_the_script_in_one_transaction(tmp_path):
+    import re
+
     from ella_deploy import sqlrun
 
     path = tmp_path / "20261125_fix" / "fix.sql"
     path.parent.mkdir()
-    path.write_text("UPDATE a SET b = 1 -- why\n  -- more\n  , c = 2 -- a comment ends the statement\n;\nSELECT 1")
+    path.write_text("UPDATE a SET b = 1 -- why\n  -- more\n  , c = 2 -- a comment ends the statement\n;\n"
+                    "SELECT '$ella_x$'")
     script = dbtask.load(path)
     dry = dbtask.psql_input(script, commit=False).splitlines()
     assert dry[:5] == ["\\set ON_ERROR_STOP on", "\\set VERBOSITY terse", "\\pset pager off", "\\timing on", "BEGIN;"]
     assert "SET LOCAL client_min_messages = warning;" in dry
     assert dry[-2:] == [f"\\echo {sqlrun.MARKER} end", "ROLLBACK;"]
-    # Comments inside a statement stay; the terminator stands on a line of its own.
-    assert dry[dry.index(";") - 3:dry.index(";")] == ["UPDATE a SET b = 1 -- why", "  -- more", "  , c = 2"]
     assert dbtask.psql_input(script, commit=True).splitlines()[-1] == "COMMIT;"
-    assert "COMMIT;" not in dry
+    # psql never sees a statement as SQL: each is one dollar-quoted literal run by EXECUTE in
+    # a DO block, with a tag that does not occur in it.
+    text = "\n".join(dry)
+    blocks = re.findall(r"^DO (\$ella_[0-9a-f]+\$) DECLARE n bigint; BEGIN EXECUTE (\$ella_[0-9a-f]+\$)(.*?)\2; "
+                        r"GET DIAGNOSTICS n = ROW_COUNT; .*? END \1;$", text, flags=re.S | re.M)
+    assert [body for _, _, body in blocks] == [statement.text for statement in script.statements]
+    for block, quote, body in blocks:
+        assert quote not in body and block not in body + quote
+    # Outside the blocks, the only transaction commands are ella-deploy's own.
+    outside = re.sub(r"^DO .*?;$", "", text, flags=re.S | re.M)
+    assert re.findall(r"^(BEGIN|COMMIT|ROLLBACK)\b", outside, flags=re.M) == ["BEGIN", "ROLLBACK"]
+    # Each statement's row count is echoed with its command word for the output parser.
+    assert f"\\echo {sqlrun.MARKER} rows 1 UPDATE :ella_task_rows" in dry
+    assert f"\\echo {sqlrun.MARKER} rows 2 SELECT :ella_task_rows" in dry
 
 
 def test_parse_output_reads_tags_rows_times_and_the_failed_statement():

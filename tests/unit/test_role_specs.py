@@ -210,3 +210,22 @@ def test_command_and_shell_tasks_say_when_they_change() -> None:
             if not declares:
                 silent.append(task_label(path, task))
     assert not silent, "command/shell tasks without changed_when or creates/removes:\n" + "\n".join(silent)
+
+
+@pytest.mark.parametrize("module", sorted(path.name for path in (ROOT / "ansible" / "plugins" / "modules").glob("*.py")))
+def test_module_documentation_is_yaml_with_every_option(module: str) -> None:
+    """ansible-doc and ansible-lint read DOCUMENTATION, EXAMPLES and RETURN as YAML (a `: ` in
+    a plain description line breaks them, with only a log line); the options documented are
+    the options the module's argument_spec takes."""
+    import ast
+
+    source = (ROOT / "ansible" / "plugins" / "modules" / module).read_text()
+    texts = {node.targets[0].id: node.value.value for node in ast.parse(source).body
+             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+             and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")}
+    assert "DOCUMENTATION" in texts
+    parsed = {name: yaml.safe_load(text) for name, text in texts.items()}
+    assert parsed["DOCUMENTATION"]["module"] == module.removesuffix(".py")
+    documented = set(parsed["DOCUMENTATION"].get("options") or {})
+    for option in documented:
+        assert f"{option}=dict(" in source or f'"{option}": ' in source or f"'{option}': " in source, option

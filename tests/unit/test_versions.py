@@ -81,13 +81,20 @@ def test_change_kind(current, target, kind):
 def test_predicted_downtime_takes_the_rehearsal_and_the_last_release():
     from ella_deploy import release
 
-    rehearsal = {"backup_seconds": "1.5", "migration_seconds": "12.0"}
-    last = {"kind": "release", "outcome": "success", "to_version": "2.0.1",
+    rehearsal = {"backup_seconds": "1.5", "rollback_point_seconds": "0.7", "migration_seconds": "12.0"}
+    last = {"kind": "release", "outcome": "success", "to_version": "1.17.0",
             "steps": [{"name": "stop", "seconds": 0.9}, {"name": "start", "seconds": 5.5},
-                      {"name": "switch", "seconds": 0.4}, {"name": "fixtures", "seconds": 0.8}]}
-    predicted = release.predict_downtime(rehearsal, [last, {"kind": "accept"}])
-    assert predicted["steps"] == {"stop": 0.9, "backup": 1.5, "switch": 0.4, "migrate": 12.0, "fixtures": 0.8,
-                                  "start": 5.5}
-    assert predicted["seconds"] == 21.1 and "2.0.1" in predicted["from"]
+                      {"name": "rollback_point", "seconds": 9.9}, {"name": "migrate", "seconds": 99},
+                      {"name": "switch", "seconds": 0.4}, {"name": "fixtures", "seconds": 0.8},
+                      {"name": "guard_start", "seconds": 1.2}]}
+    older = {**last, "to_version": "1.16.5", "steps": [{"name": "stop", "seconds": 50}]}
+    failed = {**last, "outcome": "rolled_back", "steps": [{"name": "stop", "seconds": 70}]}
+    predicted = release.predict_downtime(rehearsal, [older, last, failed, {"kind": "accept"}])
+    # The backup runs while ELLA serves: not downtime. The rollback point and the migration are
+    # this rehearsal's, the rest the last successful release's, in the order the window runs.
+    assert list(predicted["steps"].items()) == [("stop", 0.9), ("rollback_point", 0.7), ("switch", 0.4),
+                                                ("migrate", 12.0), ("fixtures", 0.8), ("guard_start", 1.2),
+                                                ("start", 5.5)]
+    assert predicted["seconds"] == 21.5 and "1.17.0" in predicted["from"]
     assumed = release.predict_downtime(rehearsal, [])
     assert assumed["steps"]["start"] == release.ASSUMED_STEPS["start"] and "assumed" in assumed["from"]
