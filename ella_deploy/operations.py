@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,18 @@ READ_ONLY = (("broadcast", "list"), ("database", "current"), ("database", "compa
 
 
 def ella_cli(inventory: Path, args: list[str], command: str,
-             progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr."""
+             progress: ProgressCallback | None = None,
+             confirm: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
+    """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr.
+    `confirm` is called before a command that writes runs (it raises to stop it)."""
     if not args:
         raise EllaDeployError("cli: give the ella-cli arguments after --, e.g. cli -- broadcast list", ExitCode.USAGE)
     if "database" in args and {"upgrade", "downgrade"} & set(args):
         raise EllaDeployError("cli: migrations run in a release, after a verified backup (ella-deploy release)",
                               ExitCode.USAGE)
     changes = tuple(args[:2]) not in READ_ONLY
+    if changes and confirm is not None:
+        confirm(args)
     extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command)}
     result = run_playbook("cli.yml", inventory, extravars=extravars, progress=progress)
     published = result.published.get("ella_cli_result")
@@ -85,9 +90,11 @@ def logs(inventory: Path, host: str, program: str, lines: int,
 
 
 def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
-            progress: ProgressCallback | None = None) -> dict[str, Any]:
+            progress: ProgressCallback | None = None,
+            confirm: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """A data-fix script in the one transaction ella-deploy owns: rolled back, or with
-    `commit` (reviewed, committed in git, backed up first) committed."""
+    `commit` (reviewed, committed in git, backed up first) committed. `confirm` is called
+    with the task before a commit runs, after its review was checked (it raises to stop it)."""
     import os
     import tempfile
 
@@ -101,6 +108,8 @@ def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
         "review": None if review is None else {"commit": review.commit, "reviewers": list(review.reviewers),
                                                "authors": list(review.authors)},
     }
+    if commit and confirm is not None:
+        confirm(task)
     handle, wrapped = tempfile.mkstemp(prefix="ella-task-", suffix=".sql")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

@@ -219,13 +219,12 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
     return "\n".join(lines)
 
 
-def confirm(the_plan: dict[str, Any], ask: Callable[[str], str] = input) -> None:
-    if not sys.stdin.isatty():
-        raise EllaDeployError("release: no terminal to confirm on; pass --yes to release without asking",
-                              ExitCode.REFUSED)
-    answer = ask(f"Release ELLA {the_plan['version']} on {the_plan['environment']}? Type the environment name: ")
-    if answer.strip() != the_plan["environment"]:
-        raise EllaDeployError("release: not confirmed; nothing was changed", ExitCode.REFUSED)
+def confirm(the_plan: dict[str, Any], inventory: Path, ask: Callable[[str], str] = input) -> None:
+    """Asked as every command that stops ELLA asks (confirm.require): not on the sandbox."""
+    from ella_deploy import confirm as consent
+
+    consent.require("release", inventory, f"Release ELLA {the_plan['version']} on {the_plan['environment']}?",
+                    environment=the_plan["environment"], ask=ask)
 
 
 def execute(
