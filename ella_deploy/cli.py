@@ -368,8 +368,8 @@ def _execute_release(args: argparse.Namespace, inventory: Path, options: Any, ve
     steps = steps_model.ReleaseSteps(steps_of(the_plan) if the_plan else None, plan_steps=steps_of,
                                      expected=steps_model.rehearsal_expectations((the_plan or {}).get("rehearsal")),
                                      title=f"release {(the_plan or {}).get('version') or version} on {environment}")
-    follower, why = _follow_journal(inventory, steps) if args.output == "text" else (None, "")
     console.show(steps, args.output)
+    follower, why = _follow_journal(inventory, steps) if args.output == "text" else (None, "")
     if why:
         steps.note(why)
     try:

@@ -109,7 +109,7 @@ class PlainDisplay:
         if self.numbered:
             downtime = self.model.downtime()  # type: ignore[attr-defined]
             total = self.model.as_dict()["seconds"]
-            self._write(f"{_clock(None)}  {self.model.title}: {short(total)}"
+            self._write(f"{_clock(self.model.finished)}  {self.model.title}: {short(total)}"
                         + (f", downtime {short(downtime)}" if downtime is not None else ""))
 
 
