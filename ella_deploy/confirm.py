@@ -34,8 +34,16 @@ def environment_name(inventory: Path) -> str:
     return str(named or (inventory.name if inventory.is_dir() else inventory.stem))
 
 
+def ask_on_stderr(prompt: str) -> str:
+    """The question on stderr (stdout may be a file or a pipe for the command's result), the
+    answer read from the terminal."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return input()
+
+
 def require(command: str, inventory: Path, question: str, details: Sequence[str] = (), *, yes: bool = False,
-            environment: str | None = None, ask: Callable[[str], str] = input,
+            environment: str | None = None, ask: Callable[[str], str] = ask_on_stderr,
             stream: IO[str] | None = None) -> None:
     """Go on only when the operator typed the environment's name (or gave --yes, or it is the sandbox).
 

@@ -219,12 +219,12 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
     return "\n".join(lines)
 
 
-def confirm(the_plan: dict[str, Any], inventory: Path, ask: Callable[[str], str] = input) -> None:
+def confirm(the_plan: dict[str, Any], inventory: Path, ask: Callable[[str], str] | None = None) -> None:
     """Asked as every command that stops ELLA asks (confirm.require): not on the sandbox."""
     from ella_deploy import confirm as consent
 
     consent.require("release", inventory, f"Release ELLA {the_plan['version']} on {the_plan['environment']}?",
-                    environment=the_plan["environment"], ask=ask)
+                    environment=the_plan["environment"], ask=ask or consent.ask_on_stderr)
 
 
 def execute(

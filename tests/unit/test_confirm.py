@@ -198,3 +198,14 @@ def test_the_environment_name_is_the_inventorys_own(lab: Path, tmp_path: Path) -
     assert confirm.environment_name(bare) == "elsewhere"
     assert confirm.is_sandbox(paths.INVENTORY_DIR / "sandbox-staging")
     assert not confirm.is_sandbox(paths.INVENTORY_DIR / "staging") and not confirm.is_sandbox(lab)
+
+
+def test_the_question_goes_to_stderr_and_stdout_stays_the_results(lab: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    child = pexpect.spawn("/bin/sh", ["-c", f"{' '.join(HARNESS)} -i {lab} stop > {out}"], cwd=str(ROOT),
+                          env=environment(tmp_path), encoding="utf-8", timeout=30)
+    child.expect_exact("Type the environment name to go on: ")
+    child.sendline("nope")
+    code, _rest = finished(child)
+    assert code == ExitCode.REFUSED
+    assert out.read_text() == ""
