@@ -13,8 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ella_deploy import __version__, audit, paths
+from ella_deploy import __version__, audit, console, paths
 from ella_deploy.errors import EllaDeployError, ExitCode
+
+
+# The hidden first word of the shell completion scripts (completion.py): never a command.
+COMPLETE = "__complete"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,23 +39,54 @@ def _add_break_lock(parser: argparse.ArgumentParser) -> None:
                         help="break a deploy lock whose holder is gone (no heartbeat within its lease); audited")
 
 
+# ---- Global options: accepted before the command, after it, and after its own arguments ----
+
+# The -v count of each level of the command line (ella-deploy -v, COMMAND -v, ACTION -v):
+# argparse parses a subcommand into a namespace of its own, so each level counts apart.
+VERBOSITY_DESTS = ("verbose", "verbose_1", "verbose_2")
+
+
+def _add_global_options(parser: argparse.ArgumentParser, depth: int) -> None:
+    """One definition for every level. Below the top they default to nothing (SUPPRESS), so
+    an option given after the command overrides the one before it, and one not given there
+    leaves it alone; the same choices and checks apply at every level."""
+    def default(value: Any) -> Any:
+        return value if depth == 0 else argparse.SUPPRESS
+
+    where = parser if depth == 0 else parser.add_argument_group("global options (before or after the command)")
+    where.add_argument("-i", "--inventory", default=default(paths.DEFAULT_INVENTORY),
+                       help="prod, staging, sandbox, sandbox-staging, or a path (default: sandbox)")
+    where.add_argument("--output", choices=("text", "json", "nagios"), default=default("text"),
+                       help="output format (nagios: `check` only, one line and exit 0/1/2/3)")
+    where.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+    where.add_argument("-v", "--verbose", action="count", dest=VERBOSITY_DESTS[depth], default=default(0),
+                       help="show Ansible's task names; Ansible verbosity of the runs (-vvv), kept in the "
+                            "run's artifacts")
+    where.add_argument("--vault-password-file", metavar="FILE", default=default(None),
+                       help="ansible-vault password file of the inventory's secrets (prod, staging)")
+
+
+def _spread_global_options(parser: argparse.ArgumentParser, depth: int = 0) -> None:
+    for action in parser._actions:  # noqa: SLF001 - argparse exposes subparsers only this way
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in {id(p): p for p in action.choices.values()}.values():
+                _add_global_options(sub, depth + 1)
+                _spread_global_options(sub, depth + 1)
+
+
+def _add_yes(parser: argparse.ArgumentParser, default: Any = False) -> None:
+    parser.add_argument("--yes", action="store_true", default=default,
+                        help="do not ask for confirmation (CI); outside the sandbox, without a terminal, "
+                             "the command is refused unless given")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ella-deploy",
         description="Deploy and operate ELLA. Without --inventory it acts on the local sandbox.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-i", "--inventory", default=paths.DEFAULT_INVENTORY,
-        help="prod, staging, sandbox, sandbox-staging, or a path (default: %(default)s)",
-    )
-    parser.add_argument("--output", choices=("text", "json", "nagios"), default="text",
-                        help="output format (nagios: `check` only, one line and exit 0/1/2/3)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="Ansible verbosity of the runs (-vvv), kept in the run's artifacts")
-    parser.add_argument("--vault-password-file", metavar="FILE",
-                        help="ansible-vault password file of the inventory's secrets (prod, staging)")
+    _add_global_options(parser, depth=0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -99,35 +134,47 @@ def build_parser() -> argparse.ArgumentParser:
     recover = commands.add_parser("recover", help="after an interrupted run: say what production is in, then "
                                                   "finish or roll back the release, under the lock")
     _add_peer_fenced(recover)
+    _add_yes(recover)
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
     start.add_argument("--host", help="default: the inventory's primary")
     _add_peer_fenced(start)
     _add_break_lock(start)
+    _add_yes(start)
     stop = commands.add_parser("stop", help="stop ELLA, supervised or not (default: on every host)")
     stop_where = stop.add_mutually_exclusive_group()
     stop_where.add_argument("--host", help="only this host")
     stop_where.add_argument("--all", action="store_true", help="every host of the environment (the default)")
     _add_break_lock(stop)
+    _add_yes(stop)
     restart = commands.add_parser("restart", help="stop, then start on the same host")
     restart.add_argument("--host", help="default: the inventory's primary")
     _add_peer_fenced(restart)
     _add_break_lock(restart)
+    _add_yes(restart)
     failover = commands.add_parser("failover", help="move ELLA from the host that runs it to another")
     failover.add_argument("--to", metavar="HOST", help="default: the other host")
     _add_peer_fenced(failover)
     _add_break_lock(failover)
+    _add_yes(failover)
     failback = commands.add_parser("failback", help="move ELLA back to the primary")
     _add_peer_fenced(failback)
     _add_break_lock(failback)
+    _add_yes(failback)
 
     cli = commands.add_parser("cli", help="run ella-cli in the live image on the active host: cli -- ARGS")
+    _add_yes(cli)
     cli.add_argument("cli_args", nargs=argparse.REMAINDER, metavar="-- ARGS", help="ella-cli arguments")
     broadcast = commands.add_parser("broadcast", help="ELLA's banner messages: new TEXT | list | deactivate ID")
     broadcast_actions = broadcast.add_subparsers(dest="broadcast_action", metavar="ACTION", parser_class=_Parser)
     broadcast_actions.required = True
-    broadcast_actions.add_parser("new", help="post a broadcast").add_argument("text")
+    _add_yes(broadcast)
+    broadcast_new = broadcast_actions.add_parser("new", help="post a broadcast")
+    broadcast_new.add_argument("text")
+    _add_yes(broadcast_new, default=argparse.SUPPRESS)
     broadcast_actions.add_parser("list", help="every broadcast")
-    broadcast_actions.add_parser("deactivate", help="take a broadcast down").add_argument("id", type=int)
+    broadcast_deactivate = broadcast_actions.add_parser("deactivate", help="take a broadcast down")
+    broadcast_deactivate.add_argument("id", type=int)
+    _add_yes(broadcast_deactivate, default=argparse.SUPPRESS)
     backup = commands.add_parser("backup", help="back up the database now (pg_dump, verified, audited)")
     backup.add_argument("--verify-restore", action="store_true",
                         help="also restore it into a scratch database (dropped afterwards)")
@@ -147,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_task.add_argument("--commit", action="store_true",
                          help="apply it: only committed unchanged in git with a Reviewed-by: trailer of "
                               "another person; backs up first")
+    _add_yes(db_task)
 
     notify = commands.add_parser("notify", help="compose a notice by e-mail (printed; sent only with --send)")
     notify.add_argument("kind", choices=("downtime", "release", "acceptance", "done", "down"),
@@ -172,20 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("status", help="the sandbox's containers")
     reset = actions.add_parser("reset", help="back to the first release: fresh database, no lock, no backups")
     reset.add_argument("environment", nargs="?", default="sandbox", choices=("sandbox", "sandbox-staging"))
+
+    completion = commands.add_parser(
+        "completion", help="shell completion: eval \"$(ella-deploy completion bash)\" (or zsh); "
+                           "`completion versions [--refresh]`: the staged versions it offers")
+    completion.add_argument("what", choices=("bash", "zsh", "versions"),
+                            help="bash or zsh: print the script; versions: the staged versions known here")
+    completion.add_argument("--refresh", action="store_true",
+                            help="versions: ask the inventory's host which versions are staged (the only "
+                                 "completion that contacts a host)")
+    _spread_global_options(parser)
     return parser
 
 
 def _progress(output: str) -> Any:
-    if output != "text":
-        return None
-    return lambda message: print(f"  - {message}", file=sys.stderr, flush=True)
+    """The command's steps on stderr while it runs (console.py); None for --output json."""
+    return console.task_progress(output)
 
 
-def _emit(output: str, text: str, data: Any) -> None:
+def _emit(output: str, text: str, data: Any, kind: str | None = None) -> None:
+    """The result on stdout, after the progress display ended. `kind`: check or status (coloured)."""
+    console.close_all()
     if output == "json":
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
-        print(text)
+        console.print_result(text, kind)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -205,7 +264,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if nagios:
         print(check.render_nagios(checks))
     else:
-        _emit(args.output, check.render_text(checks, measured), check.as_dict(checks, measured))
+        _emit(args.output, check.render_text(checks, measured), check.as_dict(checks, measured), kind="check")
     return check.exit_code(checks, nagios)
 
 
@@ -214,7 +273,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     inventory = paths.resolve_inventory(args.inventory)
     result = status.collect(inventory, progress=None)
-    _emit(args.output, status.render(result), result.as_dict())
+    _emit(args.output, status.render(result), result.as_dict(), kind="status")
     return result.exit_code
 
 
@@ -250,9 +309,10 @@ def cmd_release(args: argparse.Namespace) -> int:
     if args.yes and not args.check:
         # No one to show the plan to before it runs: release.yml plans and checks itself,
         # so a separate planning pass would only double the time.
-        outcome = release.execute(inventory, options, options.request, command, progress)
+        outcome, steps = _execute_release(args, inventory, options, options.request, command, None)
     else:
         the_plan = release.plan(inventory, options, progress)
+        _remember_staged(inventory, progress)
         if the_plan.get("change_kind") != "none":
             from ella_deploy import history
 
@@ -265,9 +325,10 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise EllaDeployError(f"release refused before anything changed: {'; '.join(problems)}",
                                   ExitCode.REFUSED)
         if args.output == "text":
+            console.close_all()
             print(release.render_plan(the_plan, options), file=sys.stderr)
-        release.confirm(the_plan)
-        outcome = release.execute(inventory, options, the_plan["version"], command, progress)
+        release.confirm(the_plan, inventory)
+        outcome, steps = _execute_release(args, inventory, options, the_plan["version"], command, the_plan)
     the_plan = outcome.plan
     summary = {
         "version": the_plan.get("version"),
@@ -277,6 +338,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         "plan": the_plan,
         "errors": outcome.errors,
         "recovery": outcome.recovery,
+        "progress": steps.as_dict(),
     }
     if outcome.ok and outcome.record:
         summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress)
@@ -290,6 +352,56 @@ def cmd_release(args: argparse.Namespace) -> int:
         raise EllaDeployError("release: " + "; ".join(outcome.errors),
                               ExitCode.REFUSED if outcome.refused else ExitCode.FAILED)
     return ExitCode.OK
+
+
+def _execute_release(args: argparse.Namespace, inventory: Path, options: Any, version: str, command: str,
+                     the_plan: dict[str, Any] | None) -> tuple[Any, Any]:
+    """release.yml with its progress by step (progress.ReleaseSteps), the host's journal read
+    live while it runs when progress is shown."""
+    from ella_deploy import confirm, release
+    from ella_deploy import progress as steps_model
+
+    def steps_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
+        return release.plan_steps(plan, options)
+
+    environment = (the_plan or {}).get("environment") or confirm.environment_name(inventory)
+    steps = steps_model.ReleaseSteps(steps_of(the_plan) if the_plan else None, plan_steps=steps_of,
+                                     expected=steps_model.rehearsal_expectations((the_plan or {}).get("rehearsal")),
+                                     title=f"release {(the_plan or {}).get('version') or version} on {environment}")
+    console.show(steps, args.output)
+    follower, why = _follow_journal(inventory, steps) if args.output == "text" else (None, "")
+    if why:
+        steps.note(why)
+    try:
+        outcome = release.execute(inventory, options, version, command, steps)
+    finally:
+        if follower is not None:
+            follower.stop()
+    console.close_all(failed=not outcome.ok)
+    _remember_staged(inventory, steps)
+    return outcome, steps
+
+
+def _follow_journal(inventory: Path, steps: Any) -> tuple[Any, str]:
+    """Read deploy/journal.json on the shared storage every second while the release runs (one
+    SSH session, as `logs --follow` opens it); a release never depends on it."""
+    from ella_deploy import progress as steps_model
+    from ella_deploy import remote
+
+    try:
+        connection = remote.connect(inventory, None, "release")
+    except EllaDeployError as error:
+        return None, f"the host's journal is not followed live ({error.message}); its steps show as the window returns"
+    return steps_model.JournalFollower(remote.RemoteJournal.over_ssh(connection), steps).start(), ""
+
+
+def _remember_staged(inventory: Path, steps: Any) -> None:
+    """What a run saw in archive/releases, for shell completion of versions."""
+    staged = getattr(steps, "staged", None)
+    if staged is not None:
+        from ella_deploy import completion
+
+        completion.remember_versions(inventory, staged)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
@@ -306,6 +418,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     stage.validate(args.image)
     staged = stage.stage(paths.resolve_inventory(args.inventory), args.image, _progress(args.output))
+    from ella_deploy import completion
+
+    completion.remember_versions(paths.resolve_inventory(args.inventory), [staged["name"]], replace=False)
     text = f"{staged['name']} " + ("staged" if staged["copied"] else "already staged (identical), nothing copied")
     _emit(args.output, text + f" (sha256 {staged['sha256']})", staged)
     return ExitCode.OK
@@ -416,12 +531,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     from ella_deploy import control
 
+    from ella_deploy import confirm
+
     inventory = paths.resolve_inventory(args.inventory)
     command = audit.sanitized_command(args.argv)
-    progress = _progress(args.output)
     fenced = tuple(getattr(args, "peer_fenced", ()))
     for host in (getattr(args, "host", None), getattr(args, "to", None), *fenced):
         paths.check_host(inventory, host, args.command)
+    confirm.require(args.command, inventory, *confirm.control(args.command, inventory, getattr(args, "host", None),
+                                                              getattr(args, "to", None), fenced), yes=args.yes)
+    progress = _progress(args.output)
     if args.command == "start":
         result = control.start(inventory, args.host, command, fenced, progress, args.break_lock)
     elif args.command == "stop":
@@ -442,7 +561,11 @@ def cmd_control(args: argparse.Namespace) -> int:
 def cmd_recover(args: argparse.Namespace) -> int:
     from ella_deploy import control
 
-    found = control.recover(paths.resolve_inventory(args.inventory), audit.sanitized_command(args.argv),
+    from ella_deploy import confirm
+
+    inventory = paths.resolve_inventory(args.inventory)
+    confirm.require("recover", inventory, *confirm.recover(inventory), yes=args.yes)
+    found = control.recover(inventory, audit.sanitized_command(args.argv),
                             tuple(args.peer_fenced), _progress(args.output))
     _emit(args.output, control.render_recovery(found), found)
     if found["errors"]:
@@ -459,8 +582,16 @@ def cmd_cli(args: argparse.Namespace) -> int:
         ella_args += [str(args.id)] if args.broadcast_action == "deactivate" else []
     else:
         ella_args = args.cli_args[1:] if args.cli_args[:1] == ["--"] else args.cli_args
-    result = operations.ella_cli(paths.resolve_inventory(args.inventory), ella_args,
-                                 audit.sanitized_command(args.argv), _progress(args.output))
+    from ella_deploy import confirm
+
+    inventory = paths.resolve_inventory(args.inventory)
+
+    def ask(writing: list[str]) -> None:
+        confirm.require(args.command, inventory, *confirm.ella_cli(inventory, writing), yes=args.yes)
+
+    result = operations.ella_cli(inventory, ella_args, audit.sanitized_command(args.argv), _progress(args.output),
+                                 confirm=ask)
+    console.close_all()
     if args.output == "json":
         _emit(args.output, "", result)
     else:
@@ -522,8 +653,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_db_task(args: argparse.Namespace) -> int:
     from ella_deploy import operations
 
-    outcome = operations.db_task(paths.resolve_inventory(args.inventory), args.script, args.commit,
-                                 audit.sanitized_command(args.argv), _progress(args.output))
+    from ella_deploy import confirm
+
+    inventory = paths.resolve_inventory(args.inventory)
+
+    def ask(task: dict[str, Any]) -> None:
+        confirm.require("db-task", inventory, *confirm.db_task(inventory, task), yes=args.yes)
+
+    outcome = operations.db_task(inventory, args.script, args.commit, audit.sanitized_command(args.argv),
+                                 _progress(args.output), confirm=ask)
     _emit(args.output, operations.render_db_task(outcome), outcome)
     return ExitCode.OK
 
@@ -560,6 +698,20 @@ def cmd_psql(args: argparse.Namespace) -> int:
     interactive = args.sql is None and sys.stdin.isatty()
     returncode = remote.run(connection.ssh(remote.psql_argv(connection, args.sql), tty=interactive))
     return ExitCode.OK if returncode == 0 else ExitCode.FAILED
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from ella_deploy import completion
+
+    if args.what != "versions":
+        if args.refresh:
+            raise EllaDeployError("completion: --refresh is for `completion versions`", ExitCode.USAGE)
+        print(completion.script(args.what), end="")
+        return ExitCode.OK
+    inventory = paths.resolve_inventory(args.inventory)
+    found = completion.refresh_versions(inventory) if args.refresh else completion.cached_versions(inventory)
+    _emit(args.output, "\n".join(found), found)
+    return ExitCode.OK
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -608,28 +760,45 @@ HANDLERS = {
     "failover": cmd_control,
     "failback": cmd_control,
     "sandbox": cmd_sandbox,
+    "completion": cmd_completion,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if argv[:1] == [COMPLETE]:
+        from ella_deploy import completion
+
+        return completion.complete(argv[1:], build_parser())
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
+        args.verbose = sum(getattr(args, dest, 0) for dest in VERBOSITY_DESTS)
         if args.output == "nagios" and args.command != "check":
             raise EllaDeployError(f"{args.command}: --output nagios is for check only", ExitCode.USAGE)
         if args.verbose:
             from ella_deploy import runner
 
             runner.VERBOSITY = args.verbose
+            console.VERBOSITY = args.verbose
         if args.vault_password_file:
             vault_file = Path(args.vault_password_file).expanduser().resolve()
             if not vault_file.is_file():
                 raise EllaDeployError(f"no vault password file {args.vault_password_file}", ExitCode.USAGE)
             # A path, passed on to ansible-playbook by its own variable; never the password.
             os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_file)
-        return int(HANDLERS[args.command](args))
+        try:
+            code = int(HANDLERS[args.command](args))
+        except BaseException:
+            console.close_all(failed=True)
+            raise
+        console.close_all()
+        # Written out here, inside the handling of a closed pipe, not by the interpreter at exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except EllaDeployError as error:
         if debug:
             raise
@@ -644,6 +813,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ella-deploy: internal error: {error.__class__.__name__}: {error} (rerun with --debug)",
               file=sys.stderr)
         return int(ExitCode.FAILED)
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (`| head -1`, `| grep -q`): stop without a word,
+    with the exit status a shell gives a program that SIGPIPE ended (README: Exit codes)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())  # what is still buffered goes nowhere, quietly
+        except (OSError, ValueError):
+            pass
+    return int(ExitCode.BROKEN_PIPE)
 
 
 def run() -> None:

@@ -21,6 +21,9 @@ class ExitCode(IntEnum):
     # Refused for safety: lock held, guard said no, confirmation declined.
     REFUSED = 75
     INTERRUPTED = 130
+    # The reader of the output went away (`| head`): 128 + SIGPIPE, as a shell reports a
+    # program that SIGPIPE ended.
+    BROKEN_PIPE = 141
 
 
 class EllaDeployError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ GLOB = re.compile(r"[*?\[\]]")
 
 
 def ella_cli(inventory: Path, args: list[str], command: str,
-             progress: ProgressCallback | None = None) -> dict[str, Any]:
-    """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr."""
+             progress: ProgressCallback | None = None,
+             confirm: Callable[[list[str]], None] | None = None) -> dict[str, Any]:
+    """Run `ella-cli ARGS` in the live image on the active host; its rc, stdout and stderr.
+    `confirm` is called before a command that writes runs (it raises to stop it)."""
     if not args:
         raise EllaDeployError("cli: give the ella-cli arguments after --, e.g. cli -- broadcast list", ExitCode.USAGE)
     if "database" in args and {"upgrade", "downgrade"} & set(args):
@@ -33,6 +36,8 @@ def ella_cli(inventory: Path, args: list[str], command: str,
         raise EllaDeployError("broadcast: the message may not hold * ? [ ] (ELLA's ella-cli would expand them "
                               "into file names)", ExitCode.USAGE)
     changes = tuple(args[:2]) not in READ_ONLY
+    if changes and confirm is not None:
+        confirm(args)
     extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command),
                  # ELLA says what it did; for these, nothing else counts as done.
                  "ella_cli_expect": EXPECT.get(tuple(args[:2]), "none")}
@@ -96,9 +101,11 @@ def logs(inventory: Path, host: str, program: str, lines: int,
 
 
 def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
-            progress: ProgressCallback | None = None) -> dict[str, Any]:
+            progress: ProgressCallback | None = None,
+            confirm: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """A data-fix script in the one transaction ella-deploy owns: rolled back, or with
-    `commit` (reviewed, committed in git, backed up first) committed."""
+    `commit` (reviewed, committed in git, backed up first) committed. `confirm` is called
+    with the task before a commit runs, after its review was checked (it raises to stop it)."""
     import os
     import tempfile
 
@@ -112,6 +119,8 @@ def db_task(inventory: Path, script_path: Path, commit: bool, command: str,
         "review": None if review is None else {"commit": review.commit, "reviewers": list(review.reviewers),
                                                "authors": list(review.authors)},
     }
+    if commit and confirm is not None:
+        confirm(task)
     handle, wrapped = tempfile.mkstemp(prefix="ella-task-", suffix=".sql")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:

@@ -141,36 +141,42 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
     return problems
 
 
-def steps_of(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
-    """The release's steps as the operator reads them, in the order they run."""
+def plan_steps(the_plan: dict[str, Any], options: ReleaseOptions) -> list[tuple[str, str]]:
+    """The release's steps in the order they run, each as (key, what the operator reads). The
+    keys are what the playbook's marks and the host's journal call the steps (progress.py)."""
     host = the_plan["host"]
     image = Path(the_plan["image"]).name
     steps = [
-        "take the deploy lock; check again that no other host runs ELLA",
-        "render ops/supervisor/supervisor.cfg (every start applies it)",
-        f"stop ELLA on {host}  <- downtime starts",
-        f"rollback point: copy the database on its server ({int(the_plan.get('database_bytes') or 0) / 1e6:.0f} MB, "
-        "CREATE DATABASE ... TEMPLATE)",
-        f"switch ella-prod/ella.sif -> {image}"
-        + (" and ella_config.yml -> the one the new image checked" if the_plan.get("config_changed") else ""),
+        ("lock", "take the deploy lock; check again that no other host runs ELLA"),
+        ("configure", "render ops/supervisor/supervisor.cfg (every start applies it)"),
+        ("stop", f"stop ELLA on {host}  <- downtime starts"),
+        ("rollback_point",
+         f"rollback point: copy the database on its server ({int(the_plan.get('database_bytes') or 0) / 1e6:.0f} MB, "
+         "CREATE DATABASE ... TEMPLATE)"),
+        ("switch", f"switch ella-prod/ella.sif -> {image}"
+         + (" and ella_config.yml -> the one the new image checked" if the_plan.get("config_changed") else "")),
     ]
     if the_plan.get("migrations_pending"):
-        steps.append(
-            f"migrate: ella-cli database upgrade head ({the_plan.get('revision')} -> {the_plan.get('target_revision')})"
-        )
+        steps.append(("migrate", "migrate: ella-cli database upgrade head "
+                                 f"({the_plan.get('revision')} -> {the_plan.get('target_revision')})"))
     if the_plan.get("fixtures_changed"):
-        steps.append(f"update {', '.join(the_plan['fixtures_changed'])} with ella-cli")
+        steps.append(("fixtures", f"update {', '.join(the_plan['fixtures_changed'])} with ella-cli"))
     steps += [
-        f"check again that no other host runs ELLA; start ELLA on {host}; health gate: its programs RUNNING, "
-        f"/api/v1/config/ answers, it runs {image}  <- downtime ends, the release is live",
+        ("start", f"check again that no other host runs ELLA; start ELLA on {host}; health gate: its programs "
+                  f"RUNNING, /api/v1/config/ answers, it runs {image}  <- downtime ends, the release is live"),
     ]
     if options.broadcast:
-        steps.append("post the acceptance-test broadcast")
-    steps.append("dump the rollback point (the procedure's backup), read it back completely"
-                 + (", restore it into a scratch database" if options.verify_backup else ""))
-    steps.append("write the audit record; release the lock (a failure before go-live rolls back; after it, "
-                 "nothing restores data)")
+        steps.append(("broadcast", "post the acceptance-test broadcast"))
+    steps.append(("backup", "dump the rollback point (the procedure's backup), read it back completely"
+                            + (", restore it into a scratch database" if options.verify_backup else "")))
+    steps.append(("record", "write the audit record; release the lock (a failure before go-live rolls back; "
+                            "after it, nothing restores data)"))
     return steps
+
+
+def steps_of(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str]:
+    """The release's steps as the operator reads them, in the order they run."""
+    return [text for _key, text in plan_steps(the_plan, options)]
 
 
 def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
@@ -213,13 +219,12 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
     return "\n".join(lines)
 
 
-def confirm(the_plan: dict[str, Any], ask: Callable[[str], str] = input) -> None:
-    if not sys.stdin.isatty():
-        raise EllaDeployError("release: no terminal to confirm on; pass --yes to release without asking",
-                              ExitCode.REFUSED)
-    answer = ask(f"Release ELLA {the_plan['version']} on {the_plan['environment']}? Type the environment name: ")
-    if answer.strip() != the_plan["environment"]:
-        raise EllaDeployError("release: not confirmed; nothing was changed", ExitCode.REFUSED)
+def confirm(the_plan: dict[str, Any], inventory: Path, ask: Callable[[str], str] | None = None) -> None:
+    """Asked as every command that stops ELLA asks (confirm.require): not on the sandbox."""
+    from ella_deploy import confirm as consent
+
+    consent.require("release", inventory, f"Release ELLA {the_plan['version']} on {the_plan['environment']}?",
+                    environment=the_plan["environment"], ask=ask or consent.ask_on_stderr)
 
 
 def execute(

@@ -1,4 +1,5 @@
-"""Interactive commands on an ELLA host over SSH: the `psql` prompt and `logs --follow`.
+"""Commands on an ELLA host over SSH: the `psql` prompt, `logs --follow`, and the release
+journal read live while a release runs (progress by step).
 
 Ansible cannot hold a terminal, so connection.yml hands over how Ansible reaches the host
 (address, user, key, SSH options: the inventory's own) and the CLI runs `ssh` itself.
@@ -7,9 +8,12 @@ No password travels: psql reads it from the pgpass file on the shared storage.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import signal
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,3 +86,84 @@ def run(argv: list[str]) -> int:
         return subprocess.run(argv, check=False).returncode
     except FileNotFoundError as error:
         raise EllaDeployError(f"{argv[0]} is not installed on this machine", ExitCode.ENVIRONMENT) from error
+
+
+def batch_ssh(connection: Connection, remote: list[str]) -> list[str]:
+    """ssh for a command that runs on its own: never a password prompt on the operator's terminal."""
+    argv = connection.ssh(remote, tty=False)
+    return [argv[0], "-o", "BatchMode=yes", *argv[1:]]
+
+
+# Runs on the host as the service user: the journal, then a record separator, every $2 s.
+# The journal is replaced by rename, so each `cat` reads one whole version of it.
+JOURNAL_LOOP = 'while :; do cat "$1" 2>/dev/null; printf "\\036"; sleep "$2"; done'
+RECORD_SEPARATOR = b"\x1e"
+
+
+class RemoteJournal:
+    """Snapshots of the release journal (deploy/journal.json on the shared storage) while a
+    release runs, read over one SSH session: an iterable of dicts (None: no journal there)
+    that ends when close() is called or the session ends. progress.JournalFollower reads it."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self._process: subprocess.Popen[bytes] | None = None
+        self._closed = False
+
+    @classmethod
+    def over_ssh(cls, connection: Connection, interval: float = 1.0) -> RemoteJournal:
+        path = f"{connection.root}/deploy/journal.json"
+        loop = connection.as_service_user(["sh", "-c", JOURNAL_LOOP, "ella-journal", path, str(interval)])
+        return cls(batch_ssh(connection, loop))
+
+    def __iter__(self) -> Iterator[dict[str, Any] | None]:
+        import json
+
+        if self._closed:
+            return
+        # Its own session: the operator's Ctrl-C is the release's to handle, not ssh's.
+        self._process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        assert self._process.stdout is not None
+        buffer = b""
+        while True:
+            chunk = self._process.stdout.read1(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while RECORD_SEPARATOR in buffer:
+                record, buffer = buffer.split(RECORD_SEPARATOR, 1)
+                try:
+                    yield json.loads(record) if record.strip() else None
+                except ValueError:
+                    yield None
+
+    def close(self) -> None:
+        self._closed = True
+        process = self._process
+        if process is not None and process.poll() is None:
+            # Its whole process group (its own session): no child may keep the pipe open.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def staged_files(connection: Connection) -> list[str]:
+    """The file names in archive/releases (`{ella_root}/archive/releases`, the release role's default)."""
+    argv = batch_ssh(connection, connection.as_service_user(["ls", "-1", f"{connection.root}/archive/releases"]))
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+                              check=False)
+    except FileNotFoundError as error:
+        raise EllaDeployError("ssh is not installed on this machine", ExitCode.ENVIRONMENT) from error
+    except subprocess.TimeoutExpired as error:
+        raise EllaDeployError(f"{connection.host} did not list archive/releases within 30 s", ExitCode.FAILED) from error
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EllaDeployError(f"{connection.host}: listing archive/releases failed: {last}", ExitCode.FAILED)
+    return done.stdout.split()

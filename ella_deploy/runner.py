@@ -108,6 +108,9 @@ class PlaybookResult:
 
 
 ProgressCallback = Callable[[str], None]
+# A progress callback may also observe every event of the run: then it has this method
+# (progress.Steps has), called before the callback hears of the task it names.
+OBSERVE_EVENT = "observe_event"
 
 # Ansible's verbosity for every run of this process (the CLI's -v count). Verbose output
 # goes to the run's artifacts, never to the terminal.
@@ -191,7 +194,14 @@ def run_playbook(
     published: dict[str, Any] = {}
     failures: list[HostFailure] = []
 
+    observe_event = getattr(progress, OBSERVE_EVENT, None)
+
     def on_event(event: dict[str, Any]) -> bool:
+        if observe_event is not None:
+            try:
+                observe_event(event)
+            except Exception:  # noqa: BLE001 - showing progress must never stop a run (a release!)
+                pass
         kind = event.get("event")
         data = event.get("event_data", {})
         if kind == "playbook_on_task_start" and progress:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ella_deploy import cli
 from ella_deploy.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,3 +100,73 @@ def test_debug_shows_the_traceback() -> None:
     assert result.returncode != 0
     assert "Traceback (most recent call last)" in result.stderr
     assert "EllaDeployError: unknown inventory 'no-such-inventory'" in result.stderr
+
+
+# ---- Global options where people put them --------------------------------------------------
+
+HARNESS = [sys.executable, "-m", "tests.unit.cli_harness"]
+
+
+def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """ella-deploy with no playbook ever run: the stand-in for ansible-runner exits 99 naming it."""
+    import os
+
+    return subprocess.run([*HARNESS, *args], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "--output", "nagios"],
+    ["check", "--output=nagios", "-i", "sandbox"],
+    ["--inventory", "staging", "check", "--output", "nagios", "--inventory", "sandbox"],
+    ["check", "-v", "--debug", "--output", "nagios"],
+])
+def test_global_options_after_the_command(args: list[str]) -> None:
+    done = harness(*args)
+    assert done.returncode == 99, done.stderr
+    assert done.stderr.endswith("PLAYBOOK REACHED check.yml\n")
+
+
+def test_the_option_after_the_command_wins_and_the_one_before_stays_otherwise() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["-i", "prod", "--output", "json", "release", "2.1.0", "--yes", "-i", "staging"])
+    assert (args.inventory, args.output, args.yes) == ("staging", "json", True)
+    args = parser.parse_args(["-i", "prod", "broadcast", "new", "Nedetid", "-v"])
+    assert (args.inventory, args.output) == ("prod", "text")
+    args = parser.parse_args(["-v", "sandbox", "-vv", "reset", "-v", "--vault-password-file", "/x"])
+    assert sum(getattr(args, dest, 0) for dest in cli.VERBOSITY_DESTS) == 4
+    assert args.vault_password_file == "/x"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["status", "--output", "xml"], "ella-deploy: status: argument --output: invalid choice: 'xml'"),
+    (["status", "-i", "no-such-inventory"], "ella-deploy: unknown inventory 'no-such-inventory'"),
+    (["release", "2.1.0", "--inventory", "/no/such/path"], "ella-deploy: unknown inventory '/no/such/path'"),
+    (["status", "--output", "nagios"], "ella-deploy: status: --output nagios is for check only"),
+    (["broadcast", "list", "--vault-password-file", "/no/such/file"], "ella-deploy: no vault password file"),
+    (["sandbox", "reset", "--inventory"], "ella-deploy: sandbox reset: argument -i/--inventory: expected one argument"),
+])
+def test_global_options_after_the_command_are_checked_as_before_it(args: list[str], message: str) -> None:
+    done = ella_deploy(*args)
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert done.stderr.startswith(message) and len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stdout == ""
+
+
+def test_a_closed_pipe_ends_quietly_with_141() -> None:
+    import os
+
+    pipeline = (f"{' '.join(HARNESS)} status | head -1; echo \"exit ${{PIPESTATUS[0]}}\" >&2")
+    done = subprocess.run(["bash", "-c", pipeline], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_STATUS_LINES": "200000"})
+    assert done.stdout == "line 0 of the status\n"
+    assert done.stderr == "exit 141\n"
+
+
+def test_a_reader_that_reads_everything_changes_nothing() -> None:
+    import os
+
+    pipeline = f"{' '.join(HARNESS)} status | tail -1; echo \"exit ${{PIPESTATUS[0]}}\" >&2"
+    done = subprocess.run(["bash", "-c", pipeline], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "HARNESS_STATUS_LINES": "5000"})
+    assert (done.stdout, done.stderr) == ("line 4999 of the status\n", "exit 0\n")
