@@ -1,22 +1,28 @@
-"""Release downtime and orchestration overhead: ella-deploy against a bare baseline.
+"""Release downtime and the tool's overhead, on real ELLA: ella-deploy against bare sequences.
 
-Runs on the sandbox (`ella-deploy sandbox up` first). Each round starts from `sandbox
-reset` (2.0.0 running on p22-ella-01, the same generated data) and releases 2.1.0 (which
-migrates), alternating:
+Runs on the sandbox (`ella-deploy sandbox up` first). For each database size, the sandbox's
+prod environment is reset to ELLA 1.16.5 running on p22-ella-01 with the same generated data
+(real ELLA tables: alleles with their annotations, about 1 kB per row), then ELLA 1.17.0 is
+released (two real migrations, a new configuration schema), three ways, alternating:
 
-  A  baseline: the release steps as a bare shell sequence on the host (podman exec, no
-     Ansible): stop, pg_dump, symlink switch, migrate, start, wait until the API serves
-     the new version. The floor.
-  B  ella-deploy release 2.1.0 --yes: the same release through the tool, timed from the
-     outside (wall) and by its audit record (downtime, steps).
+  procedure  the written procedure typed perfectly, as one shell script on the host: stop,
+             pg_dump (custom format) inside the window, switch the symlink and the
+             configuration, `ella-cli database upgrade head` in the new image, start, wait
+             until the API answers. Downtime = its whole run.
+  floor      the same with the procedure's dump replaced by the cheapest rollback point the
+             server offers (CREATE DATABASE ... TEMPLATE): what the database and ELLA must do.
+  tool       `ella-deploy release 1.17.0 --yes`, timed from outside (wall) and by its own
+             record (downtime from stop to serving, steps).
 
-Then: a no-op release, `status`, `check` (several runs each), and the backup formats
-(custom, single stream, against directory with parallel jobs) at the chosen size.
-Prints a table and writes JSON to benchmarks/results/. Ratios are medians of one run.
+The bare sequences read ELLA's run line (binds, environment) from the supervisor.cfg the
+sandbox runs, and take 1.17.0's configuration from a warm-up release by the tool (not
+counted), so all three do the same work. Then a no-op release, `status` and `check` (several
+runs each), and `status` and a release with 2, 4 and 8 ELLA hosts.
 
-    .venv/bin/python benchmarks/release.py [--rounds 5] [--data-mb 100] [--growth 0,2,6]
+    .venv/bin/python benchmarks/release.py [--sizes 100,1000,4000] [--rounds 3] [--growth 0,2,6]
 
-writes benchmarks/results/release-<MB>mb.json (and a timestamped copy).
+Prints a table per size and writes benchmarks/results/release.json (and a timestamped copy).
+Ratios are of medians measured in this run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -40,32 +47,13 @@ from ella_deploy import paths  # noqa: E402
 from ella_deploy.sandbox import Sandbox  # noqa: E402
 
 PROD_ROOT = "/ess/p22/data/durable/production/ella"
+HOST, DB_HOST = "ella-sandbox-p22-ella-01", "ella-sandbox-p22-ella-db"
 CLI = [sys.executable, "-m", "ella_deploy", "--inventory", "sandbox"]
-FROM, TO = "2.0.0", "2.1.0"
-DB_URL = "postgresql://ella@p22-ella-db:5432/ella"
-
-BASELINE = f"""
-set -eu
-ROOT={PROD_ROOT}
-CFG=$ROOT/ops/supervisor/supervisor.cfg
-export PGPASSFILE=$ROOT/ops/pgpass
-mkdir -p $ROOT/backups
-t() {{ date +%s.%N; }}
-T0=$(t)
-supervisorctl -c $CFG stop ella >/dev/null
-T1=$(t)
-pg_dump --no-password --format=custom --file=$ROOT/backups/baseline-$$.dump --dbname={DB_URL}
-T2=$(t)
-ln -s ../archive/releases/ella-release-{TO}.sif $ROOT/ella-prod/.ella.sif.new
-mv -T $ROOT/ella-prod/.ella.sif.new $ROOT/ella-prod/ella.sif
-T3=$(t)
-DB_URL={DB_URL} singularity exec $ROOT/ella-prod/ella.sif ella-cli database upgrade head >/dev/null
-T4=$(t)
-supervisorctl -c $CFG start ella >/dev/null
-until curl -fs http://127.0.0.1:3114/api/v1/config/ | grep -q '"{TO}"'; do sleep 0.05; done
-T5=$(t)
-echo $T0 $T1 $T2 $T3 $T4 $T5
-"""
+FROM, TO = "1.16.5", "1.17.0"
+CONFIG_NEXT = f"{PROD_ROOT}/ella-prod/data/.bench-ella_config-{TO}.yml"
+# Where the written procedure's dump goes and what the floor's copy is called.
+DUMP = f"{PROD_ROOT}/backups/bench-procedure.dump"
+FLOOR_COPY = "ella_bench_floor"
 
 
 def podman_exec(container: str, script: str, user: str = "root") -> str:
@@ -76,67 +64,126 @@ def podman_exec(container: str, script: str, user: str = "root") -> str:
     return done.stdout
 
 
+def psql(sql: str, database: str = "ella") -> str:
+    return podman_exec(DB_HOST, f"psql -q -At -v ON_ERROR_STOP=1 -d {database} <<'SQL'\n{sql}\nSQL\n", user="postgres")
+
+
 def cli(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.monotonic()
-    done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL)
     return time.monotonic() - started, done
 
 
+def runner_runs() -> set[str]:
+    runs = paths.state_dir() / "runs"
+    return {p.name for p in runs.iterdir()} if runs.exists() else set()
+
+
+# ----- the data ------------------------------------------------------------------------------
 def generate_data(megabytes: int) -> None:
-    """ELLA-like rows: analyses with assessments and logs, and wide annotation rows, indexed."""
-    if megabytes <= 0:
-        return
-    # One annotation row of ~1 kB per kB wanted, plus analyses and assessments.
-    rows = megabytes * 1000
-    sql = f"""
-    INSERT INTO analysis (name, genepanel)
-        SELECT 'Diag-' || n, 'HBOC_v' || (n % 7) FROM generate_series(1, {rows // 50}) AS n;
-    INSERT INTO alleleassessment (analysis_id, allele, classification)
-        SELECT id, 'chr13:g.' || (32900000 + id) || 'A>G', ((id % 5) + 1)::text FROM analysis;
-    INSERT INTO interpretationlog (analysis_id, user_id, message)
-        SELECT id, 1 + id % 20, repeat('reviewed ', 20) FROM analysis;
-    CREATE TABLE IF NOT EXISTS bench_annotation (
-        id bigserial PRIMARY KEY, allele text NOT NULL, transcript text, annotation jsonb, note text);
-    INSERT INTO bench_annotation (allele, transcript, annotation, note)
-        SELECT 'chr' || (1 + n % 22) || ':g.' || n || 'C>T', 'NM_' || (100000 + n % 5000),
-               jsonb_build_object('gnomad', n % 1000 / 1000.0, 'consequence', 'missense_variant',
-                                  'hgvsc', 'c.' || n || 'C>T', 'pad', md5(n::text) || md5((n + 1)::text)),
-               repeat(md5(n::text), 20)
-        FROM generate_series(1, {rows}) AS n;
-    CREATE INDEX IF NOT EXISTS bench_annotation_allele ON bench_annotation (allele);
-    ANALYZE;
-    """
-    podman_exec("ella-sandbox-p22-ella-db", f"psql -q -v ON_ERROR_STOP=1 -d ella <<'SQL'\n{sql}\nSQL\n",
-                user="postgres")
+    """Alleles and their annotations in ELLA's own tables (the bulk of a real ELLA database),
+    about 1 kB per annotation row, with ELLA's indexes. ELLA's annotation triggers are left
+    out while loading (session_replication_role) so the load takes seconds, not minutes."""
+    rows = megabytes * 900
+    psql(f"""
+SET session_replication_role = replica;
+INSERT INTO allele (genome_reference, chromosome, start_position, open_end_position, change_from, change_to,
+                    change_type, vcf_pos, vcf_ref, vcf_alt, length, caller_type)
+    SELECT 'GRCh37', (1 + n % 22)::text, 1000 + n, 1001 + n, 'C', 'T', 'SNP', 1001 + n, 'C', 'T', 1, 'snv'
+    FROM generate_series(1, {rows}) AS n;
+INSERT INTO annotation (allele_id, annotations, date_created, schema_version, annotation_config_id)
+    SELECT id, jsonb_build_object(
+        'frequencies', jsonb_build_object('GNOMAD_GENOMES', jsonb_build_object(
+            'freq', jsonb_build_object('G', (id % 1000) / 1000.0), 'count', jsonb_build_object('G', id % 97))),
+        'transcripts', jsonb_build_array(jsonb_build_object(
+            'transcript', 'NM_' || (100000 + id % 5000) || '.1', 'hgnc_id', 1000 + id % 3000,
+            'symbol', 'GENE' || (id % 3000), 'HGVSc', 'c.' || id || 'C>T', 'HGVSp', 'p.(Arg' || (id % 900) || 'Trp)',
+            'consequences', jsonb_build_array('missense_variant'), 'strand', 1, 'is_canonical', true,
+            'in_last_exon', 'no', 'exon', (id % 20) || '/20')),
+        'external', jsonb_build_object('CLINVAR', jsonb_build_object('variant_id', id, 'items', repeat(md5(id::text), 8))),
+        'references', jsonb_build_array(jsonb_build_object('pubmed_id', 10000000 + id, 'source', 'VEP'))),
+        now(), 1, (SELECT min(id) FROM annotationconfig)
+    FROM allele;
+SET session_replication_role = DEFAULT;
+ANALYZE;
+""")
 
 
 def database_bytes() -> int:
-    return int(podman_exec("ella-sandbox-p22-ella-db", "psql -At -d ella -c \"SELECT pg_database_size('ella')\"",
-                           user="postgres").strip())
+    return int(psql("SELECT pg_database_size('ella');"))
 
 
-def reset(data_mb: int) -> None:
-    Sandbox().reset("sandbox")
-    # The baseline's bench table is ELLA-owned like the rest (the migration must run over it).
-    generate_data(data_mb)
-    podman_exec("ella-sandbox-p22-ella-db", "psql -q -d ella -c 'ALTER TABLE IF EXISTS bench_annotation OWNER TO ella'",
-                user="postgres")
+# ----- the bare sequences --------------------------------------------------------------------
+def run_line() -> tuple[str, dict[str, str]]:
+    """ELLA's run line as the sandbox's supervisor.cfg has it: `singularity run <binds> <image>`
+    and its SINGULARITYENV_ environment."""
+    config = podman_exec(HOST, f"cat {PROD_ROOT}/ops/supervisor/supervisor.cfg", user="ella")
+    program = config.split("[program:ella]", 1)[1]
+    command = re.search(r"^command=(.*)$", program, re.M).group(1)
+    environment = dict(re.findall(r'(SINGULARITYENV_\w+)="([^"]*)"', re.search(r"^environment=(.*)$",
+                                                                               program, re.M).group(1)))
+    return command, environment
 
 
-def baseline_round() -> dict[str, float]:
-    stamps = [float(x) for x in podman_exec("ella-sandbox-p22-ella-01", BASELINE, user="ella").split()]
-    names = ["stop", "backup", "switch", "migrate", "start"]
+def bare_script(rollback_point: str, command: str, environment: dict[str, str]) -> str:
+    """One release by hand, timed at each step on the host; `rollback_point` is the shell step
+    between stop and switch."""
+    exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in environment.items())
+    migrate = command.replace("singularity run", "singularity exec", 1) + " ella-cli database upgrade head"
+    return f"""
+set -eu
+cd /tmp
+ROOT={PROD_ROOT}
+CFG=$ROOT/ops/supervisor/supervisor.cfg
+export PGPASSFILE=$ROOT/ops/pgpass
+{exports}
+t() {{ date +%s.%N; }}
+T0=$(t)
+supervisorctl -c $CFG stop ella >/dev/null
+T1=$(t)
+{rollback_point}
+T2=$(t)
+ln -sfn ../archive/releases/ella-release-v{TO}.sif $ROOT/ella-prod/.ella.sif.new
+mv -T $ROOT/ella-prod/.ella.sif.new $ROOT/ella-prod/ella.sif
+cp {CONFIG_NEXT} $ROOT/ella-prod/data/ella_config.yml
+T3=$(t)
+{migrate} >/dev/null 2>&1
+T4=$(t)
+supervisorctl -c $CFG start ella >/dev/null
+until curl -fs -o /dev/null http://127.0.0.1:3114/api/v1/config/; do sleep 0.1; done
+T5=$(t)
+echo $T0 $T1 $T2 $T3 $T4 $T5
+"""
+
+
+DB_URL = "postgresql://ella@p22-ella-db:5432"
+ROLLBACK_POINTS = {
+    "procedure": f"mkdir -p $ROOT/backups; pg_dump --no-password --format=custom --file={DUMP} --dbname={DB_URL}/ella",
+    # ELLA's sessions end with ELLA; CREATE DATABASE waits for none (retried as a person would).
+    "floor": (f"until psql --no-password -q -d {DB_URL}/postgres -c 'CREATE DATABASE {FLOOR_COPY} TEMPLATE ella' "
+              f"2>/dev/null; do sleep 0.1; done"),
+}
+
+
+def bare_round(kind: str, command: str, environment: dict[str, str]) -> dict:
+    output = podman_exec(HOST, bare_script(ROLLBACK_POINTS[kind], command, environment), user="ella")
+    stamps = [float(x) for x in output.split()]
+    names = ["stop", "rollback_point", "switch", "migrate", "start"]
     steps = {name: round(stamps[i + 1] - stamps[i], 2) for i, name in enumerate(names)}
+    podman_exec(HOST, f"rm -f {DUMP}", user="ella")
+    psql(f"DROP DATABASE IF EXISTS {FLOOR_COPY};", database="postgres")
     return {"wall": round(stamps[-1] - stamps[0], 2), "downtime": round(stamps[-1] - stamps[0], 2), "steps": steps}
 
 
-def tool_round() -> dict[str, float]:
-    wall, done = cli("--output", "json", "release", TO, "--yes", "--skip-staging-check")
+def tool_release(version: str = TO) -> dict:
+    before = runner_runs()
+    wall, done = cli("--output", "json", "release", version, "--yes", "--skip-staging-check")
     if done.returncode != 0:
-        raise SystemExit(f"release failed: {done.stderr}")
+        raise SystemExit(f"release {version} failed ({done.returncode}): {done.stderr}")
     record = json.loads(done.stdout)["record"]
-    steps = {step["name"]: round(step["seconds"], 2) for step in record["steps"]}
-    return {"wall": round(wall, 2), "downtime": round(record["downtime_seconds"], 2), "steps": steps}
+    steps = {step["name"]: round(step["seconds"], 2) for step in record.get("steps", [])}
+    return {"wall": round(wall, 2), "downtime": round(record.get("downtime_seconds") or 0.0, 2), "steps": steps,
+            "runner_runs": len(runner_runs() - before)}
 
 
 def timed(*args: str, runs: int = 3) -> list[float]:
@@ -150,20 +197,60 @@ def timed(*args: str, runs: int = 3) -> list[float]:
     return times
 
 
-def backup_formats(jobs: int) -> dict[str, float]:
-    """pg_dump of the live database: custom (one stream) against directory with `jobs`."""
-    results = {}
-    for name, options in (("custom", "--format=custom --file=$ROOT/backups/fmt.dump"),
-                          (f"directory-j{jobs}", f"--format=directory --jobs={jobs} --file=$ROOT/backups/fmt.dir")):
-        script = (f"set -eu; ROOT={PROD_ROOT}; export PGPASSFILE=$ROOT/ops/pgpass; rm -rf $ROOT/backups/fmt.*; "
-                  f"mkdir -p $ROOT/backups; S=$(date +%s.%N); pg_dump --no-password {options} --dbname={DB_URL}; "
-                  f"E=$(date +%s.%N); echo $S $E; rm -rf $ROOT/backups/fmt.*")
-        start, end = (float(x) for x in podman_exec("ella-sandbox-p22-ella-01", script, user="ella").split())
-        results[name] = round(end - start, 2)
-    return results
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2) if values else 0.0
 
 
-def growth(extra_counts: list[int], data_mb: int) -> list[dict]:
+def spread(values: list[float]) -> list[float]:
+    return [round(min(values), 2), round(max(values), 2)] if values else []
+
+
+# ----- one size ------------------------------------------------------------------------------
+def measure_size(megabytes: int, rounds: int) -> dict:
+    sandbox = Sandbox()
+    template = f"bench_ella_{megabytes}mb"
+    print(f"== {megabytes} MB: generating data", file=sys.stderr, flush=True)
+    sandbox.reset("sandbox")
+    generate_data(megabytes)
+    sandbox.save_database("sandbox", template)
+    size = database_bytes()
+
+    # Warm-up (not counted): the tool's release leaves 1.17.0's configuration, which the bare
+    # sequences then use; the images are read once so every contender starts with warm caches.
+    sandbox.reset("sandbox", database_template=template)
+    tool_release()
+    podman_exec(HOST, f"cp {PROD_ROOT}/ella-prod/data/ella_config.yml {CONFIG_NEXT}", user="ella")
+
+    results: dict[str, list[dict]] = {"procedure": [], "floor": [], "tool": []}
+    contenders = list(results)
+    for number in range(rounds):
+        # Rotate the order, so drift on a shared machine hits all alike.
+        for kind in contenders[number % 3:] + contenders[:number % 3]:
+            sandbox.reset("sandbox", database_template=template)
+            command, environment = run_line()
+            results[kind].append(tool_release() if kind == "tool" else bare_round(kind, command, environment))
+            print(f"{megabytes} MB round {number + 1} {kind:<9} wall {results[kind][-1]['wall']:7.2f}s "
+                  f"downtime {results[kind][-1]['downtime']:7.2f}s", file=sys.stderr, flush=True)
+
+    summary = {}
+    for kind, rows in results.items():
+        steps = sorted({s for r in rows for s in r["steps"]})
+        summary[kind] = {"wall": median([r["wall"] for r in rows]), "downtime": median([r["downtime"] for r in rows]),
+                         "downtime_spread": spread([r["downtime"] for r in rows]),
+                         "wall_spread": spread([r["wall"] for r in rows]),
+                         "steps": {s: median([r["steps"][s] for r in rows if s in r["steps"]]) for s in steps}}
+    procedure, floor, tool = summary["procedure"], summary["floor"], summary["tool"]
+    ratios = {"downtime_vs_procedure": round(tool["downtime"] / procedure["downtime"], 2),
+              "wall_vs_procedure": round(tool["wall"] / procedure["wall"], 2),
+              "downtime_over_floor_seconds": round(tool["downtime"] - floor["downtime"], 2),
+              "floor_vs_procedure": round(floor["downtime"] / procedure["downtime"], 2)}
+    psql(f"DROP DATABASE IF EXISTS {template};", database="postgres")
+    return {"data_mb_requested": megabytes, "database_bytes": size, "rounds": rounds, "summary": summary,
+            "ratios": ratios, "runner_runs_per_release": median([r["runner_runs"] for r in results["tool"]]),
+            "raw": results}
+
+
+def growth(extra_counts: list[int]) -> list[dict]:
     """status and a release with more ELLA VMs on the same storage and database."""
     from ella_deploy import sandbox as sandbox_module
 
@@ -172,9 +259,9 @@ def growth(extra_counts: list[int], data_mb: int) -> list[dict]:
         for extra in extra_counts:
             os.environ["ELLA_SANDBOX_EXTRA_HOSTS"] = str(extra)
             Sandbox().up()
+            Sandbox().reset("sandbox")
             status = timed("status", runs=3)
-            reset(data_mb)
-            release = tool_round()
+            release = tool_release()
             rows.append({"ella_hosts": 2 + extra, "status_seconds": status, "release_wall": release["wall"],
                          "release_downtime": release["downtime"]})
             print(f"{2 + extra} ELLA hosts: status {median(status):.2f}s, release wall {release['wall']:.2f}s, "
@@ -187,78 +274,67 @@ def growth(extra_counts: list[int], data_mb: int) -> list[dict]:
     return rows
 
 
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 2)
+def print_size(row: dict) -> None:
+    s, r = row["summary"], row["ratios"]
+    print(f"\nELLA {FROM} -> {TO}, database {row['database_bytes'] / 1e6:.0f} MB, {row['rounds']} rounds "
+          "(medians, seconds; downtime spread min-max)\n")
+    print(f"{'':<20}{'procedure':>11}{'floor':>9}{'ella-deploy':>13}")
+    print(f"{'downtime':<20}{s['procedure']['downtime']:>11.2f}{s['floor']['downtime']:>9.2f}"
+          f"{s['tool']['downtime']:>13.2f}")
+    print(f"{'  spread':<20}{str(s['procedure']['downtime_spread']):>11}{str(s['floor']['downtime_spread']):>9}"
+          f"{str(s['tool']['downtime_spread']):>13}")
+    print(f"{'whole release':<20}{s['procedure']['wall']:>11.2f}{s['floor']['wall']:>9.2f}{s['tool']['wall']:>13.2f}")
+    for step in sorted(set(s["procedure"]["steps"]) | set(s["tool"]["steps"])):
+        print(f"  {step:<18}{s['procedure']['steps'].get(step, 0):>11.2f}{s['floor']['steps'].get(step, 0):>9.2f}"
+              f"{s['tool']['steps'].get(step, 0):>13.2f}")
+    print(f"downtime: ella-deploy / procedure {r['downtime_vs_procedure']:.2f}, ella-deploy - floor "
+          f"{r['downtime_over_floor_seconds']:+.2f}s; whole release: ella-deploy / procedure "
+          f"{r['wall_vs_procedure']:.2f}; ansible-runner runs per release {row['runner_runs_per_release']:.0f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="A/B rounds (default %(default)s)")
-    parser.add_argument("--data-mb", type=int, default=100, help="generated ELLA-like data, MB (default %(default)s)")
+    parser.add_argument("--sizes", default="100,1000,4000", help="generated data per run, MB (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per size (default %(default)s)")
     parser.add_argument("--growth", default="0,2,6", help="extra ELLA VMs to measure status and a release with "
                         "(default %(default)s: 2, 4 and 8 hosts; empty to skip)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    if not Sandbox().status() or any(row["state"] != "running" for row in Sandbox().status()):
+    states = Sandbox().status()
+    if not states or any(row["state"] != "running" for row in states):
         raise SystemExit("the sandbox is not up: .venv/bin/ella-deploy sandbox up")
 
-    rounds: dict[str, list[dict]] = {"baseline": [], "tool": []}
-    size = 0
-    for number in range(args.rounds):
-        # Alternate which goes first, so drift on a shared machine hits both alike.
-        order = ("baseline", "tool") if number % 2 == 0 else ("tool", "baseline")
-        for which in order:
-            reset(args.data_mb)
-            size = database_bytes()
-            rounds[which].append(baseline_round() if which == "baseline" else tool_round())
-            print(f"round {number + 1} {which:<8} wall {rounds[which][-1]['wall']:6.2f}s "
-                  f"downtime {rounds[which][-1]['downtime']:6.2f}s", file=sys.stderr, flush=True)
+    sizes = [measure_size(int(mb), args.rounds) for mb in args.sizes.split(",") if mb.strip()]
 
-    # No-op release, status and check on the released environment.
+    # A no-op release (the version that runs), status and check, on the released environment.
+    Sandbox().reset("sandbox")
+    tool_release()
     noop = timed("release", TO, "--yes", "--skip-staging-check")
     status = timed("status", runs=5)
     check = timed("check", runs=3)
-    formats = backup_formats(jobs=os.cpu_count() or 2)
-    grown = growth([int(n) for n in args.growth.split(",") if n.strip()], args.data_mb)
+    grown = growth([int(n) for n in args.growth.split(",") if n.strip()])
+    Sandbox().reset("sandbox")
 
-    summary = {}
-    for which in ("baseline", "tool"):
-        steps = sorted({s for r in rounds[which] for s in r["steps"]})
-        summary[which] = {
-            "wall": median([r["wall"] for r in rounds[which]]),
-            "downtime": median([r["downtime"] for r in rounds[which]]),
-            "steps": {s: median([r["steps"].get(s, 0.0) for r in rounds[which]]) for s in steps},
-        }
-    base, tool = summary["baseline"], summary["tool"]
-    ratios = {"downtime": round(tool["downtime"] / base["downtime"], 2), "wall": round(tool["wall"] / base["wall"], 2),
-              "downtime_overhead_seconds": round(tool["downtime"] - base["downtime"], 2)}
     result = {
         "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"hostname": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "kernel": platform.release()},
-        "release": f"{FROM} -> {TO} (migrations)", "rounds": args.rounds, "data_mb_requested": args.data_mb,
-        "database_bytes": size, "summary": summary, "ratios": ratios, "raw": rounds,
-        "noop_release_seconds": noop, "status_seconds": status, "check_seconds": check,
-        "backup_format_seconds": formats, "growth": grown,
+        "release": f"ELLA {FROM} -> {TO} (2 migrations, configuration schema change)",
+        "sizes": sizes, "noop_release_seconds": noop, "status_seconds": status, "check_seconds": check,
+        "growth": grown,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    for name in (f"release-{args.data_mb}mb-{stamp}.json", f"release-{args.data_mb}mb.json"):
+    for name in (f"release-{stamp}.json", "release.json"):
         (args.out / name).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
-    print(f"\nRelease {FROM} -> {TO}, database {size / 1e6:.0f} MB, {args.rounds} rounds (medians, seconds)\n")
-    print(f"{'':<22}{'baseline':>10}{'ella-deploy':>13}{'ratio':>8}")
-    print(f"{'downtime':<22}{base['downtime']:>10.2f}{tool['downtime']:>13.2f}{ratios['downtime']:>8.2f}")
-    print(f"{'wall':<22}{base['wall']:>10.2f}{tool['wall']:>13.2f}{ratios['wall']:>8.2f}")
-    for step in sorted(set(base["steps"]) | set(tool["steps"])):
-        print(f"  {step:<20}{base['steps'].get(step, 0):>10.2f}{tool['steps'].get(step, 0):>13.2f}")
-    print(f"\ndowntime overhead {ratios['downtime_overhead_seconds']:+.2f}s")
-    print(f"no-op release {median(noop):.2f}s   status {median(status):.2f}s   check {median(check):.2f}s")
-    print("pg_dump " + ", ".join(f"{k} {v:.2f}s" for k, v in formats.items()))
+    for row in sizes:
+        print_size(row)
+    print(f"\nno-op release {median(noop):.2f}s   status {median(status):.2f}s   check {median(check):.2f}s")
     for row in grown:
         print(f"{row['ella_hosts']} ELLA hosts: status {median(row['status_seconds']):.2f}s, "
               f"release wall {row['release_wall']:.2f}s, downtime {row['release_downtime']:.2f}s")
-    print(f"\nJSON: {args.out / f'release-{args.data_mb}mb.json'}")
+    print(f"\nJSON: {args.out / 'release.json'}")
     return 0
 
 

@@ -193,10 +193,12 @@ class Sandbox:
             for image in _podman("images", "--quiet", "--filter", f"reference={IMAGE_REPOSITORY}").stdout.split():
                 _podman("rmi", "--force", image, check=False)
 
-    def reset(self, inventory: str = "sandbox") -> None:
+    def reset(self, inventory: str = "sandbox", database_template: str | None = None) -> None:
         """Back to the state after `up`: INITIAL_VERSION running on the primary, its database
         as the first release left it, no lock, no journal, no backups, no audit log, only the
-        staged images. From the golden copy `up` keeps (seconds), else by seeding again."""
+        staged images. From the golden copy `up` keeps (seconds), else by seeding again.
+        `database_template`: the database from a template `save_database` made instead (the
+        benchmarks' generated data), with the golden copy's storage."""
         self._check_owner()
         env = self._environment(inventory)
         self._stop_ella(env)
@@ -210,8 +212,11 @@ class Sandbox:
                 image.unlink()
         self._stage_images()
         golden = self.state_dir / "golden" / env.inventory
-        if (golden / "storage.tar").exists() and self._database_exists(golden_name(env)):
-            self._psql(f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}" TEMPLATE "{golden_name(env)}";\n')
+        template = database_template or golden_name(env)
+        if database_template and not self._database_exists(database_template):
+            raise EllaDeployError(f"sandbox reset: no saved database {database_template!r}", ExitCode.USAGE)
+        if (golden / "storage.tar").exists() and self._database_exists(template):
+            self._psql(f'CREATE DATABASE "{env.db_name}" OWNER "{env.db_user}" TEMPLATE "{template}";\n')
             subprocess.run(["tar", "-C", str(storage), "-xpf", str(golden / "storage.tar")], check=True)
             shutil.chown(storage / "deploy", SERVICE_UID, SERVICE_UID)  # made by tar for deploy/fixtures.json
             self._start_ella(env)
@@ -220,6 +225,14 @@ class Sandbox:
             # The hosts keep their configuration (site.yml); only the first release is seeded again.
             self._configure_hosts(only=env.inventory, playbooks=("site.yml", SEED_PLAYBOOK))
             self._ensure_golden(only=env.inventory)
+
+    def save_database(self, inventory: str, name: str) -> None:
+        """Keep the environment's database as it is now as a template `name` for
+        `reset(database_template=name)`; ELLA is stopped for the copy and started again."""
+        env = self._environment(inventory)
+        self._stop_ella(env)
+        self._psql(f'DROP DATABASE IF EXISTS "{name}";\nCREATE DATABASE "{name}" TEMPLATE "{env.db_name}";\n')
+        self._start_ella(env)
 
     # ----- the golden copy: each environment as its first release left it ----------------------
     def _ensure_golden(self, only: str | None = None) -> None:
