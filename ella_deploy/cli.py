@@ -332,7 +332,9 @@ def cmd_release(args: argparse.Namespace) -> int:
     the_plan = outcome.plan
     summary = {
         "version": the_plan.get("version"),
-        "outcome": (outcome.record or {}).get("outcome", "nothing_to_do" if outcome.nothing_to_do else "refused"),
+        # An interrupted run publishes no record of its own: what recover did is the outcome.
+        "outcome": (outcome.record or {}).get("outcome") or (
+            "interrupted" if outcome.interrupted else "nothing_to_do" if outcome.nothing_to_do else "refused"),
         "downtime_seconds": (outcome.record or {}).get("downtime_seconds"),
         "record": outcome.record,
         "plan": the_plan,

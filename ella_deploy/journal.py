@@ -76,23 +76,25 @@ def downtime_seconds(steps: list[dict[str, Any]], finished: float | None = None)
     return round(float(finished) - stop["start"], 3) if finished is not None else None
 
 
-def recovery(journal: dict[str, Any] | None, serving_image: str | None) -> dict[str, str]:
-    """What `recover` does with a journal, given the image ELLA serves from on the journal's
-    host now (None: ELLA is not serving there).
+def recovery(journal: dict[str, Any] | None, serving: bool) -> dict[str, str]:
+    """What `recover` does with a journal, once no step of the interrupted run acts on it any
+    more; `serving`: the new version serves on the journal's host now (the health gate passes:
+    ELLA's programs running, its API answering, from the new image).
 
     - no journal, or a closed one: nothing to recover;
-    - the new version went live, or serves now (it may have served users): finish forward,
-      never restore;
-    - otherwise (the window or its start was interrupted): roll back, then start the
-      previous version after the guard.
+    - the new version went live (the gate passed), or serves now (it may have served users):
+      finish forward, never restore;
+    - otherwise (the window or its start was interrupted, or the start never passed the gate:
+      no user was served): roll back, then start the previous version after the guard.
     """
     if not is_open(journal):
         return {"action": "none", "why": "no release is open"}
     phase = journal.get("phase")
-    image = journal.get("image") or ""
-    if phase == "live" or (serving_image and image and serving_image.endswith(image.rsplit("/", 1)[-1])):
-        return {"action": "finish", "why": f"{journal.get('version')} went live (phase {phase}): "
-                                            "finish the release; nothing is restored over users' writes"}
+    if phase == "live" or serving:
+        return {"action": "finish", "why": f"{journal.get('version')} "
+                                            + ("went live" if phase == "live" else "serves now")
+                                            + f" (phase {phase}): finish the release; nothing is restored over "
+                                              "users' writes"}
     if phase in ("rolled_back", "rolled_back_running"):
         return {"action": "finish_rollback", "why": f"the rollback of {journal.get('version')} was done "
                                                      f"(phase {phase}): start the previous version if it is "

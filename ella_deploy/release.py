@@ -209,7 +209,7 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
         when = rehearsal.get("recorded") or rehearsal.get("finished")
         lines.append(f"\nlast rehearsal  {rehearsal['outcome']} ({when}): rollback point "
                      f"{float(rehearsal.get('rollback_point_seconds') or 0):.1f}s, migrate "
-                     f"{float(rehearsal['migration_seconds']):.1f}s on {int(rehearsal.get('database_bytes') or 0) / 1e6:.1f} MB")
+                     f"{float(rehearsal['migration_seconds']):.1f}s (dump {int(rehearsal.get('dump_bytes') or 0) / 1e6:.1f} MB)")
     elif the_plan["change_kind"] != "none":
         lines.append(f"\nlast rehearsal  none (ella-deploy rehearse {the_plan['version']})")
     problems = plan_problems(the_plan, options)
@@ -366,7 +366,7 @@ def rehearse(inventory: Path, version: str, command: str,
 
 def render_rehearsal(outcome: dict[str, Any]) -> str:
     lines = [f"rehearsal of {outcome['version']} on a copy of {outcome['environment']}'s database "
-             f"({int(outcome.get('database_bytes') or 0) / 1e6:.1f} MB dumped, {outcome.get('rows')} rows): "
+             f"({int(outcome.get('dump_bytes') or 0) / 1e6:.1f} MB dumped, {outcome.get('rows')} rows): "
              f"{outcome['outcome'].upper()}",
              f"  backup          {float(outcome['backup_seconds']):7.2f}s  (after go-live in a release)",
              f"  restore         {float(outcome['restore_seconds']):7.2f}s  (not part of a release)",

@@ -236,27 +236,30 @@ def run_playbook(
     started = time.monotonic()
     # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless the caller set it, and that
     # overrides ansible.cfg: hosts would answer with any key. Pinned keys are checked, always.
-    with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg"),
-                                "ANSIBLE_HOST_KEY_CHECKING": "True"}):
-        runner = ansible_runner.run(
-            private_data_dir=str(private_data_dir),
-            ident="run",
-            playbook=str(playbook_path),
-            inventory=str(inventory),
-            limit=limit,
-            cmdline=" ".join(cmdline) or None,
-            verbosity=(verbosity or VERBOSITY) or None,
-            quiet=True,
-            suppress_env_files=True,
-            rotate_artifacts=0,
-            event_handler=on_event,
-            # When it says so, ansible-playbook is stopped; what runs on a host goes on to its
-            # next step boundary (ella_release_window ignores the hangup).
-            cancel_callback=cancel,
-        )
+    try:
+        with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg"),
+                                    "ANSIBLE_HOST_KEY_CHECKING": "True"}):
+            runner = ansible_runner.run(
+                private_data_dir=str(private_data_dir),
+                ident="run",
+                playbook=str(playbook_path),
+                inventory=str(inventory),
+                limit=limit,
+                cmdline=" ".join(cmdline) or None,
+                verbosity=(verbosity or VERBOSITY) or None,
+                quiet=True,
+                suppress_env_files=True,
+                rotate_artifacts=0,
+                event_handler=on_event,
+                # When it says so, ansible-playbook is stopped; what runs on a host goes on to its
+                # next step boundary (ella_release_window ignores the hangup).
+                cancel_callback=cancel,
+            )
+    finally:
+        # What the run was given may be data (a db-task's statements): not kept beyond the
+        # run, also when it ends by an exception (KeyboardInterrupt included).
+        extravars_file.unlink(missing_ok=True)
     seconds = time.monotonic() - started
-    # What the run was given may be data (a db-task's statements): not kept beyond the run.
-    extravars_file.unlink(missing_ok=True)
     _rotate(run_root)
 
     stats: dict[str, dict[str, int]] = {}

@@ -123,6 +123,7 @@ def test_ctrl_c_during_the_migration_rolls_back_at_once(prod):
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=600)
     assert run.returncode == 130, err
+    assert json.loads(out)["outcome"] == "interrupted"
     found = json.loads(out)["recovery"]
     assert found["decision"]["action"] == "rollback"
     assert found["record"]["outcome"] == "rolled_back"
@@ -152,11 +153,15 @@ def test_a_lost_ssh_connection_during_the_window_ends_rolled_back(prod):
 
 
 def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(prod):
+    # Killed while the new version's start waits for a health gate it never passes: a process
+    # holds the new image, but it never answered, so it served no one and recover rolls back
+    # (after the start on the host gives up), restoring the data its migrations changed.
     before = table_checksums(prod)
-    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
+    version = stage_fault(prod, "never-healthy")
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", version,
                             "--yes", "--skip-staging-check"], cwd=ROOT, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: journal_step(prod, "switch", "done"), what="the switch")
+    wait_for(lambda: journal_step(prod, "start"), timeout=300, what="the start")
     os.killpg(run.pid, signal.SIGKILL)  # the CLI and its ansible-playbook, at once
     run.wait()
     report = status()
@@ -168,7 +173,7 @@ def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(pro
     found = run_cli("--inventory", "sandbox", "--output", "json", "recover")
     assert found.returncode == 0, found.stderr
     result = json.loads(found.stdout)
-    assert result["decision"]["action"] == "rollback"
+    assert result["decision"]["action"] == "rollback" and "never served" in result["decision"]["why"]
     assert result["record"]["lock_broken"]["gone"]
     assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
     assert status()["active_hosts"] == ["p22-ella-01"]

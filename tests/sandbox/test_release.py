@@ -105,19 +105,51 @@ def test_a_pattern_takes_the_newest_staged_release_and_never_a_fault(prod):
     assert release("v1.17.2", "--check", "--skip-staging-check")[1]["plan"]["version"] == "1.17.2"
 
 
-def test_check_plans_and_changes_nothing(prod):
+def ella_pid(sandbox, host: str = "p22-ella-01") -> str:
+    return sandbox.exec(host, "pgrep -f '^Singularity runtime parent'", user="ella", check=False).stdout.strip()
+
+
+def test_rehearse_and_check_measure_and_plan_while_production_serves_untouched(prod):
     before = table_checksums(prod)
     link = prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip()
+    serving = ella_pid(prod)
+    databases = prod.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database;")
+
+    # The rehearsal: ELLA 1.17.0's own migrations on a copy, timed, while 1.16.5 keeps serving.
+    rehearsed = run_cli("--inventory", "sandbox", "--output", "json", "rehearse", "1.17.0", timeout=900)
+    assert rehearsed.returncode == 0, rehearsed.stderr
+    outcome = json.loads(rehearsed.stdout)
+    assert outcome["migration_ok"] is True and outcome["outcome"] == "success"
+    assert int(outcome["dump_bytes"]) > 100_000 and int(outcome["rows"]) > 0
+    assert float(outcome["migration_seconds"]) > 0 and float(outcome["rollback_point_seconds"]) > 0
+    predicted = outcome["predicted_downtime"]
+    assert list(predicted["steps"]) == ["stop", "rollback_point", "switch", "migrate", "fixtures", "guard_start",
+                                        "start"]
+    # A failing migration is said, and leaves production as it was too.
+    broken = stage_fault(prod, "migration-fails")
+    failed = run_cli("--inventory", "sandbox", "--output", "json", "rehearse", broken, timeout=900)
+    assert failed.returncode == 2 and "fa11ed000001" in failed.stderr + failed.stdout, failed.stderr
+
+    # The plan: what a release would do, with the last rehearsal; nothing changes.
     code, summary, _ = release("1.17.0", "--check", "--skip-staging-check")
     plan = summary["plan"]
     assert code == 0
     assert plan["migrations_pending"] is True and plan["revision"] == HEAD_1_16_5
     assert plan["target_revision"] == "92066141f180" and plan["config_changed"] is True
+    assert plan["rehearsal"]["version"] == "1.17.0" and plan["rehearsal"]["migration_ok"] in (True, "True")
     # Real release files come without a .sha256: the plan measures the image's.
     assert plan["image_sha256_source"] == "measured (no .sha256 published)" and len(plan["image_sha256"]) == 64
+
+    # Production served throughout: the same process, the same data, no copy or dump left.
+    assert ella_pid(prod) == serving != ""
     assert prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip() == link
-    assert table_checksums(prod) == before
+    assert table_checksums(prod) == before and revision(prod) == HEAD_1_16_5
+    assert prod.psql("SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database;") == databases
+    assert not prod.storage("backups/.rehearsal.dump").exists()
+    assert not prod.storage("backups/.rehearsal.dump.manifest.json").exists()
     assert not prod.storage("deploy/journal.json").exists()
+    kinds = [json.loads(line)["kind"] for line in prod.storage("deploy/audit.jsonl").read_text().splitlines()]
+    assert kinds.count("rehearsal") == 2
 
 
 def test_a_migration_that_fails_rolls_back_to_the_previous_version_on_its_data(prod):

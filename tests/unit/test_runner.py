@@ -133,3 +133,28 @@ def test_extra_vars_are_data_not_templates(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "out").read_text() == f"{text}|{text}"
     assert literal({"n": 3, "b": True, "none": None}) == {"n": 3, "b": True, "none": None}
+
+
+def test_the_extra_vars_file_is_gone_even_when_the_run_raises(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) or any exception inside ansible-runner: the file that held
+    the run's extra vars does not outlive it."""
+    import ansible_runner
+
+    from ella_deploy import runner as runner_module
+
+    monkeypatch.setenv("ELLA_DEPLOY_STATE_DIR", str(tmp_path / "state"))
+    seen = []
+
+    def interrupted(**kwargs):
+        extravars = Path(kwargs["private_data_dir"]) / "env" / "extravars"
+        seen.append((extravars, extravars.read_text(), stat.S_IMODE(extravars.stat().st_mode)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ansible_runner, "run", interrupted)
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text(FAILING_PLAYBOOK)
+    with pytest.raises(KeyboardInterrupt):
+        runner_module.run_playbook(playbook, tmp_path / "hosts.ini", extravars={"ella_db_task": {"rows": "data"}})
+    (extravars, text, mode), = seen
+    assert '"rows": "data"' in text and mode == 0o600
+    assert not extravars.exists()

@@ -87,9 +87,10 @@ def ella_journal_summary(journal):
     return _load("journal").summary(journal or None)
 
 
-def ella_recovery(journal, serving_image=None):
-    """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback, why}."""
-    return _load("journal").recovery(journal or None, serving_image or None)
+def ella_recovery(journal, serving=False):
+    """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback, why};
+    serving: the new version passes the health gate on the journal's host now."""
+    return _load("journal").recovery(journal or None, bool(serving))
 
 
 def ella_release_steps(marks, journal, finished):

@@ -290,6 +290,13 @@ def checksum(path):
     return digest.hexdigest(), size
 
 
+def size_of(path):
+    """Bytes of a dump file, or of a directory dump's files."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
 def restore_into(server, path, target, expected_counts):
     """A new database `target` holding the dump at `path`, proven complete: pg_restore stops at
     the first error, in one transaction, and every table's row count must equal the

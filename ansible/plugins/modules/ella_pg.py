@@ -81,7 +81,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import (
-    PgError, Server, checksum, dump, read_manifest, restore, restore_into, stamp,
+    PgError, Server, checksum, dump, read_manifest, restore, restore_into, size_of, stamp,
     verify_readable,
 )
 
@@ -94,7 +94,7 @@ def do_backup(module, server):
     result = {"path": params["path"], "format": params["format"], "database": manifest["database"],
               "revision": manifest["revision"], "tables": manifest["tables"], "rows": manifest["rows"],
               "dump_seconds": manifest["dump_seconds"], "verify_seconds": verify_seconds,
-              "verified": "read back completely", "sha256": None, "size_bytes": None}
+              "verified": "read back completely", "sha256": None, "size_bytes": size_of(params["path"])}
     if params["checksum"]:
         result["sha256"], result["size_bytes"] = checksum(params["path"])
     if params["full"]:

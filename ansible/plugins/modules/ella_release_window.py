@@ -30,7 +30,8 @@ description:
     C(stop) stops the program and ends every other ELLA server process on the host (run as
     root to end another user's). C(health) only waits until ELLA serves; C(finish) records
     the end in the journal;
-    C(state) reads it.
+    C(state) reads it; with C(wait_idle), first waits (up to C(wait_seconds)) until no
+    other process acts on the release, so that what it reads is final.
   - >-
     The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
     interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
@@ -81,8 +82,13 @@ options:
   outcome:
     description: The outcome C(finish) records.
     type: str
+  wait_idle:
+    description: With C(state), wait until no module acts on the journal (its flock is free) first.
+    type: bool
+    default: false
   wait_seconds:
-    description: How long C(rollback) waits for a running window to reach a step boundary.
+    description: How long C(rollback) waits for a running window to reach a step boundary, and
+      C(state) with C(wait_idle) for a running step to end.
     type: float
     default: 900
   journal_id:
@@ -499,6 +505,7 @@ def main():
             go_live=dict(type="bool", default=False),
             outcome=dict(type="str"),
             wait_seconds=dict(type="float", default=900),
+            wait_idle=dict(type="bool", default=False),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
             journal_id=dict(type="str"),
         ),
@@ -514,6 +521,9 @@ def main():
     action = module.params["action"]
     try:
         if action == "state":
+            if module.params["wait_idle"]:
+                # A step of an interrupted run goes on (SIGHUP is ignored): read what it leaves.
+                window.journal.lock(module.params["wait_seconds"])
             module.exit_json(changed=False, journal=window.journal.read())
         lock = module.params["lock"] or {}
         with Heartbeat(lock.get("path"), lock.get("token")) as heartbeat:
