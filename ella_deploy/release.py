@@ -135,6 +135,11 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
         problems.append(
             f"{the_plan['version']} is older than the running {the_plan['current_version']} (--allow-downgrade)"
         )
+    sessions = the_plan.get("foreign_sessions") or []
+    if sessions:
+        problems.append(f"{len(sessions)} session(s) of other logins on the database ("
+                        + ", ".join(f"{s.get('login')}@{s.get('address')}" for s in sessions[:5])
+                        + ") would block the rollback point: close them first")
     if the_plan.get("lock_holder"):
         holder = the_plan["lock_holder"]
         problems.append(f"deploy lock held by {holder.get('operator')} since {holder.get('since')} ({holder.get('command')})")

@@ -95,6 +95,40 @@ def test_a_lost_rollback_point_stops_production_instead_of_guessing(prod):
     assert "stopped in phase rollback_failed" in run_cli("--inventory", "sandbox", "status").stdout
 
 
+def test_sessions_of_other_logins_refuse_the_release_and_elles_own_leftovers_are_ended(prod):
+    """The rollback point (a copy the server makes) needs no session on the database: another
+    login's session refuses the release before ELLA stops; one of ELLA's own login that
+    outlives ELLA's stop is ended by the window."""
+    serving = prod.exec("p22-ella-01", "pgrep -f '^Singularity runtime parent'", user="ella").stdout.strip()
+    other = subprocess.Popen(["podman", "exec", "--user", "postgres", "ella-sandbox-p22-ella-db", "psql", "-d", "ella",
+                              "-c", "SELECT pg_sleep(600)"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: prod.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%' "
+                                   "AND pid <> pg_backend_pid();") == "1", what="the other login's session")
+        code, _, stderr = release("1.17.0", "--skip-staging-check")
+        assert code == 75 and "session(s) of other logins" in stderr and "postgres@" in stderr, stderr
+        assert prod.exec("p22-ella-01", "pgrep -f '^Singularity runtime parent'", user="ella").stdout.strip() == serving
+        assert revision(prod) == HEAD_1_16_5
+    finally:
+        other.kill()
+        prod.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(600)%' "
+                  "AND pid <> pg_backend_pid();")
+    # ELLA's own login, from the host, as a process ELLA's stop does not reach.
+    own = subprocess.Popen(["podman", "exec", "--user", "ella", "ella-sandbox-p22-ella-01", "sh", "-c",
+                            f"PGPASSFILE={PROD_ROOT}/ops/pgpass exec psql -h p22-ella-db -U ella -d ella "
+                            "-c 'SELECT pg_sleep(600)'"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: prod.psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'ella' "
+                                   "AND query LIKE 'SELECT pg_sleep(600)%';") == "1", what="ELLA's login's session")
+        code, summary, stderr = release("1.17.0", "--skip-staging-check")
+        assert code == 0, stderr
+        step = next(s for s in prod.journal()["steps"] if s["step"] == "rollback_point")
+        assert step["ended_sessions"] == 1
+        assert own.wait(timeout=30) != 0  # its backend was terminated
+    finally:
+        own.kill()
+
+
 # ---- 2. Once the new version served, nothing restores data -------------------------------------
 
 def test_a_failure_after_go_live_is_reported_never_undone(prod):

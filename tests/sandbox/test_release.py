@@ -94,6 +94,15 @@ def test_patches_a_hotfix_without_migrations_then_one_with_a_migration(prod):
     assert summary["record"]["change_kind"] == "patch" and summary["record"]["migrations"]["applied"]
     assert revision(prod) == alembic_head("1.17.2") == "4c2844fef850"
     assert running_image(prod) == "ella-release-v1.17.2.sif"
+    # Three releases, none accepted: only the newest rollback point is kept (the earlier ones
+    # can never be restored over a version that went live), and each release has its backup.
+    copies = [name for name in prod.databases() if name.startswith("ella_rollback_")]
+    assert copies == [summary["record"]["rollback_point"]["database"]]
+    # The sandbox keeps 2 backups (inventories/sandbox): the oldest went with its manifest.
+    dumps = sorted(p.name for p in prod.storage("backups").glob("*.dump"))
+    manifests = sorted(p.name for p in prod.storage("backups").glob("*.manifest.json"))
+    assert len(dumps) == 2 and manifests == [f"{d}.manifest.json" for d in dumps]
+    assert prod.storage("backups/LAST_SUCCESSFUL").read_text().strip() == summary["record"]["backup"]["path"].rsplit("/", 1)[-1]
 
 
 def test_a_pattern_takes_the_newest_staged_release_and_never_a_fault(prod):

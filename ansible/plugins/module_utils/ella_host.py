@@ -353,6 +353,8 @@ def last_line(text):
 
 BROADCAST_ADDED = re.compile(r"^Message with id (\d+) added\s*$", re.M)
 BROADCAST_INACTIVE = re.compile(r"^Message with id (\d+) set as inactive\s*$", re.M)
+# A row of `ella-cli broadcast list` (ELLA's row_format " {id:^5} | {date:^33} | {active:<10} | {message:<80} |").
+BROADCAST_ROW = re.compile(r"^\s*(\d+)\s*\|\s*(\S+)\s*\|\s*(true|false)\s*\|\s(.*?)\s*\|\s*$")
 
 
 def interpret(kind, done):
@@ -370,4 +372,10 @@ def interpret(kind, done):
             raise RuntimeError("ella-cli broadcast deactivate changed nothing: %s"
                                % last_line(done.stdout or done.stderr))
         return {"broadcast_id": int(match.group(1))}
+    if kind == "broadcast_list":
+        if done.returncode != 0:
+            raise RuntimeError("ella-cli broadcast list failed: %s" % last_line(done.stderr or done.stdout))
+        rows = [BROADCAST_ROW.match(line) for line in done.stdout.splitlines()]
+        return {"broadcasts": [{"id": int(m.group(1)), "date": m.group(2), "active": m.group(3) == "true",
+                                "message": m.group(4)} for m in rows if m]}
     return {}

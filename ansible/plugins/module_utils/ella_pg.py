@@ -40,6 +40,11 @@ class PgError(Exception):
     """A database operation that did not happen; the message says why in one line."""
 
 
+def describe_sessions(rows):
+    """login@address (application), the first five."""
+    return ", ".join("%s@%s (%s)" % (row[3], row[1], row[2] or "?") for row in rows[:5])
+
+
 def stamp():
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()).lower()
 
@@ -115,10 +120,42 @@ class Server:
         return bool(self.maintenance("SELECT 1 FROM pg_database WHERE datname = %s", (database,)))
 
     def sessions(self, database):
-        """Other sessions connected to `database` (ELLA, psql, anyone): (pid, address, application)."""
+        """Other sessions connected to `database` (ELLA, psql, anyone):
+        (pid, address, application, login, seconds since the session began)."""
         return self.maintenance(
-            "SELECT pid, coalesce(host(client_addr), 'local'), application_name FROM pg_stat_activity "
+            "SELECT pid, coalesce(host(client_addr), 'local'), application_name, usename, "
+            "round(extract(epoch FROM now() - backend_start))::int FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+
+    def login(self):
+        """The login this server object connects as."""
+        return self.maintenance("SELECT current_user")[0][0]
+
+    def end_own_sessions(self, database, wait_seconds):
+        """No session on `database` afterwards, or PgError naming the ones left. Sessions of
+        this login (ELLA's, which a stopped ELLA may leave for a moment, or a hung process)
+        are given a moment, then ended; sessions of any other login (a person's psql, a
+        DBA's tool) are never ended: named, for the operator to close."""
+        deadline = time.monotonic() + wait_seconds
+        own = self.login()
+        while True:
+            others = self.sessions(database)
+            foreign = [row for row in others if row[3] != own]
+            if foreign:
+                raise PgError("%s has %d session(s) of other logins (%s): close them; a copy of the database "
+                              "needs none" % (database, len(foreign), describe_sessions(foreign)))
+            if not others:
+                return 0
+            if time.monotonic() >= deadline:
+                ended = self.maintenance(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid()", (database,))[0][0]
+                time.sleep(0.5)
+                left = self.sessions(database)
+                if left:
+                    raise PgError("%s still has %d session(s) (%s)" % (database, len(left), describe_sessions(left)))
+                return ended
+            time.sleep(0.2)
 
     def row_counts(self, database=None):
         return dict(self.query(COUNT_ROWS, database=database)[0][0])
@@ -143,7 +180,7 @@ class Server:
         others = self.sessions(source)
         if others:
             raise PgError("%s has %d other session(s) (%s): a copy needs it idle"
-                          % (source, len(others), ", ".join("%s/%s" % (row[1], row[2] or "?") for row in others[:5])))
+                          % (source, len(others), describe_sessions(others)))
         # FILE_COPY copies the files and checkpoints once: faster than WAL_LOG for a whole
         # database; it is what CREATE DATABASE always did before PostgreSQL 15.
         strategy = " STRATEGY FILE_COPY" if self.server_version() >= 150000 else ""
@@ -154,6 +191,12 @@ class Server:
         if database == self.database:
             raise PgError("refusing to drop the live database %s" % database)
         self.maintenance("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quote_ident(database))
+
+    def copies(self, kind):
+        """The copies ella-deploy made of the live database as `kind` (<db>_<kind>_<stamp>)."""
+        pattern = "^%s_%s_[0-9]{8}t[0-9]{6}z$" % (re.escape(self.database), re.escape(kind))
+        return [row[0] for row in self.maintenance(
+            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY datname", (pattern,))]
 
     def swap(self, replacement, keep_as):
         """The live database becomes `keep_as` and `replacement` takes its name, in ONE

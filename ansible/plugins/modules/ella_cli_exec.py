@@ -34,7 +34,7 @@ options:
   expect:
     description: How to read the output; anything but C(none) fails when it does not say success.
     type: str
-    choices: [none, compare, broadcast_new, broadcast_deactivate]
+    choices: [none, compare, broadcast_new, broadcast_deactivate, broadcast_list]
     default: none
   changes:
     description: Whether the command changes ELLA's data.
@@ -73,7 +73,7 @@ def main():
             environment=dict(type="dict", default={}),
             stdin=dict(type="str", default=""),
             expect=dict(type="str", default="none",
-                        choices=["none", "compare", "broadcast_new", "broadcast_deactivate"]),
+                        choices=["none", "compare", "broadcast_new", "broadcast_deactivate", "broadcast_list"]),
             changes=dict(type="bool", default=True),
             timeout=dict(type="int", default=3600),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),

@@ -19,13 +19,14 @@ description:
     rehearsal's scratch copy); the live database is not touched.
   - C(copy) makes a copy of the live database (or of C(source)) on the server (CREATE DATABASE ... TEMPLATE),
     C(swap) renames a copy into the live database's place (one transaction), C(drop) drops a
-    database ella-deploy made; C(state) reads the revision, size and sessions.
+    database ella-deploy made, C(drop_copies) drops the copies of kind C(kind)
+    (<db>_<kind>_<stamp>) but those in C(keep); C(state) reads the revision, size and sessions.
   - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
 options:
   action:
     type: str
     required: true
-    choices: [backup, verify, restore, restore_into, copy, swap, drop, state]
+    choices: [backup, verify, restore, restore_into, copy, swap, drop, drop_copies, state]
   url:
     description: libpq URL of the live database, without a password.
     type: str
@@ -61,9 +62,19 @@ options:
     type: bool
     default: false
   checksum:
-    description: Also take the dump's sha256 and size (backup).
+    description: Also take the dump's sha256 (backup; its size is always measured).
     type: bool
     default: true
+  kind:
+    description: Which copies drop_copies drops.
+    type: str
+    choices: [rollback]
+    default: rollback
+  keep:
+    description: Copies drop_copies keeps.
+    type: list
+    elements: str
+    default: []
   lock:
     description: The deploy lock (path, token) this run holds, renewed while the module works.
     type: dict
@@ -117,7 +128,8 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             action=dict(type="str", required=True,
-                        choices=["backup", "verify", "restore", "restore_into", "copy", "swap", "drop", "state"]),
+                        choices=["backup", "verify", "restore", "restore_into", "copy", "swap", "drop", "drop_copies",
+                                 "state"]),
             source=dict(type="str"),
             url=dict(type="str", required=True),
             pgpassfile=dict(type="path", required=True),
@@ -129,6 +141,8 @@ def main():
             jobs=dict(type="int", default=1),
             full=dict(type="bool", default=False),
             checksum=dict(type="bool", default=True),
+            kind=dict(type="str", default="rollback", choices=["rollback"]),
+            keep=dict(type="list", elements="str", default=[]),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
         ),
         required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
@@ -186,6 +200,11 @@ def run(module, params):
         existed = server.exists(params["database"])
         server.drop(params["database"])
         return dict(changed=existed)
+    if action == "drop_copies":
+        dropped = [name for name in server.copies(params["kind"]) if name not in params["keep"]]
+        for name in dropped:
+            server.drop(name)
+        return dict(changed=bool(dropped), dropped=dropped)
 
 
 if __name__ == "__main__":

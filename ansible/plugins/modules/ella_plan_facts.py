@@ -10,7 +10,8 @@ short_description: Read what the plan of an ELLA release needs from the host, in
 description:
   - Reads only. The live symlink; the new image's sha256, its published .sha256 if any, and
     whether Singularity can read it; the fixture files' checksums and the record of their last
-    apply; the release journal; the deploy lock; the database's size; the free space for the
+    apply; the release journal; the deploy lock; the database's size and the sessions other
+    logins have open on it (they would block the rollback point); the free space for the
     release's backup.
 options:
   image:
@@ -134,7 +135,13 @@ def main():
         "backup_free_bytes": free_bytes(params["backup_dir"]),
     }
     try:
-        facts["database_bytes"] = Server(params["db_url"], params["pgpassfile"]).size()
+        server = Server(params["db_url"], params["pgpassfile"])
+        facts["database_bytes"] = server.size()
+        # Sessions of other logins would block the rollback point, which the window makes after
+        # ELLA stops: said now, before anything stops.
+        own = server.login()
+        facts["foreign_sessions"] = [{"login": row[3], "address": row[1], "application": row[2], "seconds": row[4]}
+                                     for row in server.sessions(server.database) if row[3] != own]
     except PgError as error:
         module.fail_json(msg="plan: %s" % error)
     module.exit_json(changed=False, plan_facts=facts)

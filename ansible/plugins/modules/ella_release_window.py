@@ -264,6 +264,9 @@ class Window:
     def rollback_point(self, server, release):
         started = time.monotonic()
         name = release["rollback_database"]
+        # ELLA is stopped; what it held open goes within seconds (ended if not). Another
+        # login's session is never ended: the step fails naming it, before anything is written.
+        ended = server.end_own_sessions(server.database, wait_seconds=float(release.get("session_grace", 10)))
         server.copy(server.database, name)
         live_tables = server.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         copy_tables = server.query("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
@@ -274,7 +277,10 @@ class Window:
                               % (name, copy_tables[0][0], live_tables[0][0], copy_revision, live_revision))
         self.journal.data["rollback_point"] = {"database": name, "revision": live_revision,
                                                "tables": live_tables[0][0], "size_bytes": server.size(name)}
-        return {"seconds": round(time.monotonic() - started, 2), "database": name}
+        result = {"seconds": round(time.monotonic() - started, 2), "database": name}
+        if ended:
+            result["ended_sessions"] = ended
+        return result
 
     def switch(self, release):
         """The live symlink and, when the release brings one, ELLA's configuration: the
