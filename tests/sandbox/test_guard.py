@@ -85,7 +85,7 @@ def test_status_sees_an_ella_started_by_hand_and_stop_ends_it(prod):
 def test_a_dead_api_behind_a_running_program_is_seen(prod):
     # ELLA's own supervisord stops its API inside the image; the outer program stays RUNNING.
     socket = "/tmp/ella-supervisor/socket"
-    password = prod.exec("p22-ella-01", f"sed -n 's/^password=//p' {socket}/supervisor.cfg | head -1",
+    password = prod.exec("p22-ella-01", f"sed -n 's/^password *= *//p' {socket}/supervisor.cfg | head -1",
                          user="ella").stdout.strip()
     prod.exec("p22-ella-01", f"supervisorctl -s unix://{socket}/supervisor.sock -u ella -p '{password}' stop api",
               user="ella")

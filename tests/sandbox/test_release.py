@@ -69,10 +69,9 @@ def test_accept_takes_the_banner_down_by_the_id_ella_gave_and_drops_the_rollback
     assert accepted.returncode == 0, accepted.stderr
     assert prod.psql(f"SELECT active FROM broadcast WHERE id = {int(broadcast)};") == "f"
     assert point not in prod.databases()
-    # A second accept finds no active banner of that release: ELLA says "Found no message" or the
-    # message is inactive already; either way it is not reported as done.
+    # A second accept is refused, saying when the first was.
     again = run_cli("--inventory", "sandbox", "accept")
-    assert again.returncode != 0
+    assert again.returncode == 75 and "1.17.0 was accepted already" in again.stderr, again.stderr
 
 
 def test_patches_a_hotfix_without_migrations_then_one_with_a_migration(prod):
@@ -207,10 +206,16 @@ def test_a_checksum_that_does_not_match_is_refused_before_anything_changes(prod)
 
 
 def test_unknown_and_malformed_versions_are_refused_in_one_line(prod):
-    for version, code in (("1.9.9", 75), ("1.17", 64), ("1.17.0\n", 64), ("latest", 64)):
+    # Malformed: one line, before any host is touched.
+    for version in ("1.17", "1.17.0\n", "latest", "1.17.x.1"):
         done = run_cli("--inventory", "sandbox", "release", version, "--yes")
-        assert done.returncode == code, (version, done.stderr)
+        assert done.returncode == 64, (version, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    # Well-formed but not staged: only the host can tell; the progress lines, then one refusal.
+    done = run_cli("--inventory", "sandbox", "release", "1.9.9", "--yes")
+    assert done.returncode == 75 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ella-deploy:")]
+    assert errors == [done.stderr.strip().splitlines()[-1]] and "ella-release-v1.9.9.sif is not staged" in errors[0]
 
 
 def test_releasing_the_running_version_again_changes_nothing(prod):
