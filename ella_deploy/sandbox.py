@@ -271,14 +271,17 @@ class Sandbox:
         config = f"{env.root}/ops/supervisor/supervisor.cfg"
         for host in self.hosts:
             if host.storage == env.inventory:
+                # Not ELLA's graceful stop (seconds): the database and the data go anyway. The
+                # program is stopped (so supervisord does not restart it) while it is killed.
                 _podman(
                     "exec", "--user", "root", host.container, "sh", "-c",
-                    f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1; "
+                    f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1 & sleep 0.2; "
                     # (bracketed first letters: the patterns must not match this shell itself)
-                    "pkill -f '^Singularity runtime parent'; pkill -f '[a]pi.main:app|[s]rc/api/polling.py|"
-                    "[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket'; "
+                    "pkill -9 -f '^Singularity runtime parent'; pkill -9 -f '[a]pi.main:app|[s]rc/api/polling.py|"
+                    "[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket|[n]ginx: worker process|"
+                    "[s]upervisord -c /socket/supervisor.cfg|[s]quashfuse -f .*[.]sif /dev/fd/'; wait; "
                     "for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent' >/dev/null || break; "
-                    "sleep 0.5; done; pkill -9 -f '^Singularity runtime parent'; true",
+                    "sleep 0.2; done; true",
                 )
 
     def _start_ella(self, env: Environment) -> None:

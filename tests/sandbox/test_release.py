@@ -24,13 +24,35 @@ def running_image(sandbox, host: str = "p22-ella-01") -> str:
                         check=False).stdout.strip()
 
 
-def test_minor_release_migrates_with_elles_own_migrations_and_keeps_every_row(prod):
-    # ELLA's config schema changed in 1.17.0: the release switches ella_config.yml with the image.
+def test_a_release_journey_staging_minor_accept_hotfix_patch(prod):
+    """Production's releases of a year in one sandbox session, each step asserted where it
+    stands: refusals before anything changes, the minor release after staging, accept, the same
+    version again, two patches, patterns; one sandbox reset for all of it."""
+    # -- Refused before anything changes: a checksum that does not match, no staging release.
+    checksum = prod.storage("archive/releases/ella-release-v1.17.0.sif.sha256")
+    checksum.write_text("0" * 64 + "  ella-release-v1.17.0.sif\n")
+    try:
+        code, _, stderr = release("1.17.0", "--skip-staging-check")
+    finally:
+        checksum.unlink()
+    assert code == 75 and "sha256 mismatch" in stderr
+    code, _, stderr = release("1.17.0")
+    assert code == 75 and "no successful release on sandbox-staging" in stderr
+    assert revision(prod) == HEAD_1_16_5 and running_image(prod) == "ella-release-v1.16.5.sif"
+
+    # -- Staging first, the way a CI job deploys a tag there: no terminal, --yes, --output json.
+    staged = run_cli("--inventory", "sandbox-staging", "--output", "json", "release", "1.17.0", "--yes")
+    assert staged.returncode == 0, staged.stderr
+    assert revision(prod, "ella_staging") == "92066141f180"
+
+    # -- The minor release: ELLA's config schema changed in 1.17.0, the release switches
+    # ella_config.yml with the image.
     before = table_checksums(prod)
-    code, summary, stderr = release("1.17.0", "--skip-staging-check")
+    code, summary, stderr = release("1.17.0")
     assert code == 0, stderr
     record = summary["record"]
     assert record["outcome"] == "success" and record["change_kind"] == "minor"
+    assert record["staging_check"] == {"required": True, "verified": True, "skipped": False}
     assert revision(prod) == alembic_head("1.17.0") == "92066141f180"
     assert record["migrations"]["from_revision"] == HEAD_1_16_5 and record["migrations"]["to_revision"] == "92066141f180"
     assert record["migrations"]["applied"] and all("Running upgrade" not in a for a in record["migrations"]["applied"])
@@ -60,22 +82,21 @@ def test_minor_release_migrates_with_elles_own_migrations_and_keeps_every_row(pr
     # The users keep working in the new version.
     assert EllaUser(prod).report_errors(1, "after the release") == ["after the release 0"]
 
-
-def test_accept_takes_the_banner_down_by_the_id_ella_gave_and_drops_the_rollback_point(prod):
-    code, summary, stderr = release("1.17.0", "--skip-staging-check")
-    assert code == 0, stderr
-    broadcast, point = summary["record"]["broadcast_id"], summary["record"]["rollback_point"]["database"]
+    # -- Accept: the banner down by the id ELLA gave, the rollback point dropped; once only.
     accepted = run_cli("--inventory", "sandbox", "--output", "json", "accept")
     assert accepted.returncode == 0, accepted.stderr
     assert prod.psql(f"SELECT active FROM broadcast WHERE id = {int(broadcast)};") == "f"
     assert point not in prod.databases()
-    # A second accept is refused, saying when the first was.
     again = run_cli("--inventory", "sandbox", "accept")
     assert again.returncode == 75 and "1.17.0 was accepted already" in again.stderr, again.stderr
 
+    # -- The same version again changes nothing, and leaves the closed journal as it was.
+    journal = prod.journal()
+    code, summary, stderr = release("1.17.0")
+    assert code == 0 and summary["outcome"] == "nothing_to_do", stderr
+    assert prod.journal() == journal and journal["phase"] == "done"
 
-def test_patches_a_hotfix_without_migrations_then_one_with_a_migration(prod):
-    assert release("1.17.0", "--skip-staging-check")[0] == 0
+    # -- 1.17.1 is a patch without migrations: a hotfix, no staging release needed.
     before = table_checksums(prod)
     code, summary, stderr = release("1.17.1")
     assert code == 0, stderr
@@ -87,14 +108,14 @@ def test_patches_a_hotfix_without_migrations_then_one_with_a_migration(prod):
     changed = {t for t in after if after[t] != before.get(t)}
     assert changed <= {"broadcast", "clilog", "usersession"}, changed
     assert running_image(prod) == "ella-release-v1.17.1.sif"
-    # 1.17.2 is a patch with a migration: it ends at the head of its own migration files.
+    # -- 1.17.2 is a patch with a migration: it ends at the head of its own migration files.
     code, summary, stderr = release("1.17.2")
     assert code == 0, stderr
     assert summary["record"]["change_kind"] == "patch" and summary["record"]["migrations"]["applied"]
     assert revision(prod) == alembic_head("1.17.2") == "4c2844fef850"
     assert running_image(prod) == "ella-release-v1.17.2.sif"
-    # Three releases, none accepted: only the newest rollback point is kept (the earlier ones
-    # can never be restored over a version that went live), and each release has its backup.
+    # Two releases not accepted: only the newest rollback point is kept (the earlier one can
+    # never be restored over a version that went live).
     copies = [name for name in prod.databases() if name.startswith("ella_rollback_")]
     assert copies == [summary["record"]["rollback_point"]["database"]]
     # The sandbox keeps 2 backups (inventories/sandbox): the oldest went with its manifest.
@@ -103,14 +124,12 @@ def test_patches_a_hotfix_without_migrations_then_one_with_a_migration(prod):
     assert len(dumps) == 2 and manifests == [f"{d}.manifest.json" for d in dumps]
     assert prod.storage("backups/LAST_SUCCESSFUL").read_text().strip() == summary["record"]["backup"]["path"].rsplit("/", 1)[-1]
 
-
-def test_a_pattern_takes_the_newest_staged_release_and_never_a_fault(prod):
+    # -- A pattern takes the newest staged release, never a fault image; v-prefixed tags too.
     stage_fault(prod, "never-healthy")
-    code, summary, stderr = release("1.17.x", "--check", "--skip-staging-check")
-    assert code == 0, stderr
-    assert summary["plan"]["version"] == "1.17.2"
-    # v1.17.2, as ELLA's tags read, is the same version.
-    assert release("v1.17.2", "--check", "--skip-staging-check")[1]["plan"]["version"] == "1.17.2"
+    code, summary, stderr = release("1.17.x", "--check")
+    assert code == 0 and summary["plan"]["version"] == "1.17.2", stderr
+    assert release("v1.17.2", "--check")[1]["plan"]["version"] == "1.17.2"
+    run_cli("sandbox", "reset", "sandbox-staging", check=True)
 
 
 def ella_pid(sandbox, host: str = "p22-ella-01") -> str:
@@ -194,17 +213,6 @@ def test_a_release_that_never_serves_rolls_back_its_migrations_by_the_rollback_p
     assert prod.journal()["phase"] == "done" and prod.journal()["outcome"] == "rolled_back"
 
 
-def test_a_checksum_that_does_not_match_is_refused_before_anything_changes(prod):
-    checksum = prod.storage("archive/releases/ella-release-v1.17.0.sif.sha256")
-    checksum.write_text("0" * 64 + "  ella-release-v1.17.0.sif\n")
-    try:
-        code, _, stderr = release("1.17.0", "--skip-staging-check")
-    finally:
-        checksum.unlink()
-    assert code == 75 and "sha256 mismatch" in stderr
-    assert revision(prod) == HEAD_1_16_5 and running_image(prod) == "ella-release-v1.16.5.sif"
-
-
 def test_unknown_and_malformed_versions_are_refused_in_one_line(prod):
     # Malformed: one line, before any host is touched.
     for version in ("1.17", "1.17.0\n", "latest", "1.17.x.1"):
@@ -218,20 +226,3 @@ def test_unknown_and_malformed_versions_are_refused_in_one_line(prod):
     assert errors == [done.stderr.strip().splitlines()[-1]] and "ella-release-v1.9.9.sif is not staged" in errors[0]
 
 
-def test_releasing_the_running_version_again_changes_nothing(prod):
-    code, summary, stderr = release("1.16.5")
-    assert code == 0, stderr
-    assert summary["outcome"] == "nothing_to_do"
-    assert not prod.storage("deploy/journal.json").exists()
-
-
-def test_production_needs_the_version_on_staging_first(prod):
-    # The way a CI job deploys a tag to staging: no terminal, --yes, --output json.
-    code, _, stderr = release("1.17.0")
-    assert code == 75 and "no successful release on sandbox-staging" in stderr
-    staged = run_cli("--inventory", "sandbox-staging", "--output", "json", "release", "1.17.0", "--yes")
-    assert staged.returncode == 0, staged.stderr
-    code, summary, stderr = release("1.17.0")
-    assert code == 0, stderr
-    assert summary["record"]["staging_check"] == {"required": True, "verified": True, "skipped": False}
-    run_cli("sandbox", "reset", "sandbox-staging", check=True)
