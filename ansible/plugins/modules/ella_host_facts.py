@@ -12,7 +12,7 @@ description:
     finds every ELLA on the host however it was started (Singularity's runtime parent,
     ELLA's own processes, ella-cli runs), and resolves the live symlink.
   - With inner_supervisor_config, also asks ELLA's own supervisord inside the image for
-    its programs (nginx, api, polling, analysis-watcher): the outer program stays RUNNING
+    its programs (nginx, api, polling, analysis-watcher), because the outer program stays RUNNING
     while they may be dead.
   - Run it as the service user (or root) so it can reach the sockets and see which image
     a process holds open.

@@ -9,29 +9,29 @@ DOCUMENTATION = r"""
 module: ella_release_window
 short_description: Run, undo, start and record the steps of an ELLA release on its host
 description:
-  - C(forward) runs the steps between stopping ELLA and starting the new version in one
+  - "C(forward) runs the steps between stopping ELLA and starting the new version in one
     round trip: stop ELLA (supervisord), make the rollback point (a copy of the database by
     the server, CREATE DATABASE ... TEMPLATE, which needs every session gone and is
     checked against the live database's tables and revision), switch the live symlink,
     migrate (C(ella-cli database upgrade head) in the new image), apply changed fixtures
-    (usergroups, filterconfigs). Nothing is written before the rollback point exists.
-  - C(rollback) undoes what the journal says was done, before the new version went live:
+    (usergroups, filterconfigs). Nothing is written before the rollback point exists."
+  - "C(rollback) undoes what the journal says was done, before the new version went live:
     stops ELLA, points the symlink back, and when the database may have been written to,
     renames the rollback point into the live database's place in one transaction (all or
-    nothing); ELLA stays stopped (the playbook runs the guard, then C(start)).
-  - C(start) starts ELLA through supervisord and waits until it serves: ELLA's own
+    nothing); ELLA stays stopped (the playbook runs the guard, then C(start))."
+  - "C(start) starts ELLA through supervisord and waits until it serves: ELLA's own
     programs inside the image RUNNING, its API answering, the running process holding the
     expected image. With C(go_live), success is the release's line: from then on nothing
-    restores data.
-  - C(stop) stops the program and ends every other ELLA server process on the host (run as
+    restores data."
+  - "C(stop) stops the program and ends every other ELLA server process on the host (run as
     root to end another user's). C(health) only waits until ELLA serves; C(finish) records
     the end in the journal;
-    C(state) reads it.
-  - The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
+    C(state) reads it."
+  - "The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
     interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
     SSH connection does not stop the window halfway; a cancel request (the file C(cancel)
     in journal_dir) stops it at the next step boundary. One process at a time acts on a
-    journal (flock on journal.lock).
+    journal (flock on journal.lock)."
 options:
   action:
     type: str
