@@ -39,10 +39,11 @@ def molecule_scenarios(request: pytest.FixtureRequest):
         yield None
         return
     from ella_deploy.sandbox import Sandbox, image_tag
-    from tests.molecule.scenarios import Scenarios
+    from tests.molecule.scenarios import Scenarios, ensure_ella_images
 
     tag = image_tag()
     Sandbox()._ensure_image(tag)
+    ensure_ella_images()
     scenarios = Scenarios(tag, roles)
     yield scenarios
     scenarios.close()

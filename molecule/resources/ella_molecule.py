@@ -21,8 +21,8 @@ def _inventory() -> testinfra.utils.ansible_runner.AnsibleRunner:
 def instances() -> list[str]:
     """The scenario's containers as testinfra hosts (set them as `testinfra_hosts`).
 
-    `podman exec` directly: testinfra does not map Ansible's podman connection and would
-    fall back to one ad-hoc ansible run per command.
+    `podman exec` directly, as root: the tests look at the host as its administrator would
+    (Ansible reaches it as deploy, over SSH through podman-ssh-proxy).
     """
     return [f"podman://{name}" for name in _inventory().get_hosts("all")]
 
@@ -30,6 +30,16 @@ def instances() -> list[str]:
 def inventory_vars(host: Any) -> dict[str, Any]:
     """The instance's variables as the scenario's inventory sets them (not templated)."""
     return _inventory().get_variables(host.backend.hostname)
+
+
+def processes(host: Any) -> list[dict[str, Any]]:
+    """Every process on the instance: pid, ppid, user, args. (testinfra's host.process splits
+    ps's columns on spaces, and Singularity's runtime parent has spaces in its name.)"""
+    found = []
+    for line in host.check_output("ps -eww -o pid=,ppid=,user:32=,args=").splitlines():
+        pid, ppid, user, args = (line.split(None, 3) + [""])[:4]
+        found.append({"pid": int(pid), "ppid": int(ppid), "user": user, "args": args})
+    return found
 
 
 def log_tail(host: Any, path: str, lines: int = 40) -> str:

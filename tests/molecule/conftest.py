@@ -7,5 +7,5 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "molecule: molecule scenarios of the roles, one podman container each (about a minute per role)"
+        "markers", "molecule: molecule scenarios of the roles, one podman container each, real ELLA (1-3 min each)"
     )

@@ -1,10 +1,15 @@
 """Runs the roles' molecule scenarios in the background while the other tests run.
 
-The scenarios (about a minute each) touch nothing the sandbox tests use (their containers
-have no network), so the session starts them at once in a thread and each scenario's test
-only collects its result: the suite's wall time is the longer of the two streams, not
-their sum. ELLA_MOLECULE_JOBS sets how many run at a time (default 1: the sandbox tests
-are the other stream on a 2-core machine).
+The scenarios (one to three minutes each: real ELLA, started in the scenario's own
+container) touch nothing the sandbox tests use (their containers have no network), so the
+session starts them at once in a thread and each scenario's test only collects its result:
+the suite's wall time is the longer of the two streams, not their sum. ELLA_MOLECULE_JOBS
+sets how many run at a time (default 1: the sandbox tests are the other stream on a 2-core
+machine).
+
+ELLA's release images come from testbed/ella-image/build.py's cache ($ELLA_IMAGE_CACHE, else
+.cache/ella-images), as the sandbox's do: ensure_ella_images() has them built before the
+stream starts, so that no scenario builds them at the same time as `sandbox up` does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ class Outcome:
     returncode: int | None  # None: timed out
     output: str
     seconds: float
+
+
+def ensure_ella_images() -> None:
+    """ELLA's releases that the sandbox stages (the scenarios stage some of them), built unless
+    cached: instant when they are."""
+    from ella_deploy.sandbox import STAGED_VERSIONS, build_ella_images
+
+    build_ella_images(STAGED_VERSIONS)
 
 
 def run(role: str, image: str) -> Outcome:

@@ -1,6 +1,7 @@
 """`molecule test` of every role that has a scenario (roles/<role>/molecule/default):
 converge, idempotence where the role promises it, and the testinfra verify, in one
-container of the sandbox host image per role. The image is built here when missing.
+container of the sandbox host image per role, on ELLA's real release images. The host image
+is built here when missing, ELLA's images too (tests/conftest.py).
 
 The scenarios start in the background when the session starts (tests/molecule/scenarios.py,
 started by tests/conftest.py); these tests run after the sandbox tests and collect them.

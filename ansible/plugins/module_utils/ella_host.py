@@ -22,7 +22,7 @@ import xmlrpc.client
 RELEASE_NAME = re.compile(r"ella-release-v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)\.sif$")
 RUNTIME_PARENTS = ("Singularity runtime parent", "Apptainer runtime parent")
 # Command-line marks of ELLA's own server processes inside the image.
-SERVER_MARKS = (re.compile(r"\bapi\.main:app\b"), re.compile(r"(^|/)src/api/polling\.py\b"),
+SERVER_MARKS = (re.compile(r"\bapi\.main:app\b"), re.compile(r"(^|[\s/])src/api/polling\.py\b"),
                 re.compile(r"analysis_watcher\.py\b"), re.compile(r"/ella/ops/prod/entrypoint\.sh\b"))
 CLI_MARK = re.compile(r"(^|/)src/cli/main\.py\b|(^|/)ella-cli(\s|$)")
 

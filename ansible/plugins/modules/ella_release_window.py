@@ -37,7 +37,7 @@ description:
     interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
     SSH connection does not stop the window halfway; a cancel request (the file C(cancel)
     in journal_dir) stops it at the next step boundary. One process at a time acts on a
-    journal (flock on journal.lock).
+    journal (flock on journal.lock)."
 options:
   action:
     type: str

@@ -1,4 +1,5 @@
-"""ella_lock after converge: taken, refused, released, broken and released again."""
+"""ella_lock after converge: taken, refused to a rival, to a break while its holder was there
+and to a wrong token, renewed, released; a dead run's lock broken, kept aside, released."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ def test_lock_is_released(host):
     assert not host.file(deploy_dir(host) + "/lock").exists
 
 
-def test_broken_lock_is_kept_aside_with_its_holder(host):
+def test_only_the_dead_runs_lock_was_broken_and_it_is_kept_aside_with_its_holder(host):
+    # The break attempted while the holder was there moved nothing aside.
     broken = host.run("ls -d %s/lock.broken-*", deploy_dir(host)).stdout.split()
     assert len(broken) == 1, broken
     holder = json.loads(host.file(broken[0] + "/holder.json").content_string)
     assert holder["operator"] == "stale"
+    assert host.file(broken[0]).user == "ella"
 
 
 def test_lock_directory_belongs_to_the_service_user(host):

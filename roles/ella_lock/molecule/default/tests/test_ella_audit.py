@@ -1,4 +1,5 @@
-"""ella_audit after converge and side_effect: one JSON line per run, in order, never rewritten."""
+"""ella_audit, in ella_lock's scenario: converge and side_effect each appended a record: one
+JSON line per run, in order, never rewritten, private to the service user."""
 
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ def test_one_json_line_per_run_in_order(host):
     first, second = records
     assert first["operator"] == "molecule"
     assert first["environment"] == "molecule"
-    assert (first["version"], first["outcome"]) == ("2.0.0", "success")
-    assert (second["version"], second["outcome"]) == ("2.1.0", "failed")
+    assert (first["version"], first["outcome"]) == ("1.16.5", "success")
+    assert (second["version"], second["outcome"]) == ("1.17.2", "failed")
+    # The lock converge broke, as the record of an operation keeps it (never its token).
+    assert first["lock_broken"]["operator"] == "stale"
+    assert "token" not in first["lock_broken"]
     # The module stamps each record; records are written in time order.
     assert first["recorded"].endswith("Z")
     assert first["recorded"] <= second["recorded"]

@@ -1,0 +1,63 @@
+"""ELLA's processes told by their command lines (ansible/plugins/module_utils/ella_host.py), as
+ELLA's own ops/prod/supervisor-template.cfg starts them (the same in 1.16.5 and 1.17.x) and
+as ps shows them on an ELLA host."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _ella_host():
+    spec = importlib.util.spec_from_file_location("ella_host", ROOT / "ansible/plugins/module_utils/ella_host.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ella_host = _ella_host()
+
+# ELLA's programs inside the image: gunicorn, the polling worker (run from /ella with a
+# relative path), the analysis watcher, the entrypoint; ella-cli.
+SERVERS = [
+    "/dist/ella-python/bin/python3 /dist/ella-python/bin/gunicorn -c /ella/ops/prod/gunicorn.conf.py api.main:app",
+    "python src/api/polling.py",
+    "python /ella/src/vardb/watcher/analysis_watcher.py --analyses /data/analyses/incoming "
+    "--dest /data/analyses/imported",
+    "/bin/bash -ue /ella/ops/prod/entrypoint.sh",
+]
+
+
+@pytest.mark.parametrize("line", SERVERS)
+def test_ellas_programs_are_servers(line):
+    assert ella_host._kind(line.split()) == "server"
+
+
+def test_ella_cli_and_the_runtime_parent():
+    assert ella_host._kind("/dist/ella-python/bin/python /ella/src/cli/main.py database compare".split()) == "cli"
+    assert ella_host._kind(["Singularity runtime parent"]) == "runtime"
+
+
+@pytest.mark.parametrize("line", [
+    "/usr/bin/python3 /usr/bin/supervisord -c /ess/p22/data/durable/production/ella/ops/supervisor/supervisor.cfg",
+    "python src/api/polling_helper.py",
+    "less /tmp/notes-src/api/polling.py",
+])
+def test_other_processes_are_not_ella(line):
+    assert ella_host._kind(line.split()) is None
+
+
+def test_a_polling_worker_that_outlived_its_ella_is_an_ella_server():
+    # Its runtime parent and ELLA's own supervisord are gone: only its command line tells.
+    now = time.time()
+    table = {
+        1: {"ppid": 0, "argv": ["/run/podman-init"], "uid": 0, "started": now - 600},
+        4_000_001: {"ppid": 1, "argv": ["python", "src/api/polling.py"], "uid": 1500, "started": now - 60},
+    }
+    [found] = ella_host.ella_processes(table=table)
+    assert (found["pid"], found["role"], found["singularity"]) == (4_000_001, "server", False)
