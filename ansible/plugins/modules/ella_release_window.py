@@ -536,7 +536,8 @@ def main():
             window.heartbeat = heartbeat
             result = {"forward": window.forward, "rollback": window.rollback, "start": window.start,
                       "stop": window.stop_ella, "health": window.health, "finish": window.finish}[action]()
-        module.exit_json(changed=True, result=result or {}, journal=window.journal.data)
+        # health only reads; every other action changes the host.
+        module.exit_json(changed=action != "health", result=result or {}, journal=window.journal.data)
     except (WindowError, PgError, LockError, RuntimeError, OSError) as error:
         module.fail_json(msg=str(error), journal=window.journal.data)
 
