@@ -119,7 +119,8 @@ def extra_hosts() -> dict[str, str]:
 def image_tag() -> str:
     """The host image's tag: a hash of its recipe, so a changed recipe means a rebuild."""
     digest = hashlib.sha256()
-    recipe = sorted((paths.TESTBED_DIR / "host-image").iterdir()) + [paths.TESTBED_DIR / "singularity"]
+    recipe = sorted((paths.TESTBED_DIR / "host-image").iterdir()) + [paths.TESTBED_DIR / "debootstrap.sh",
+                                                                    paths.TESTBED_DIR / "singularity"]
     for path in recipe:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"

@@ -10,31 +10,10 @@ tag=${1:?usage: build.sh TAG}
 here=$(cd "$(dirname "$0")" && pwd)
 testbed=$(dirname "$here")
 
-# The Debian mirror this machine's apt already uses, so the image matches the host's view.
-mirror=${ELLA_SANDBOX_DEBIAN_MIRROR:-}
-if [ -z "$mirror" ]; then
-    mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-fi
-if [ -z "$mirror" ]; then
-    mirror=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-fi
-if [ -z "$mirror" ]; then
-    echo "build.sh: no Debian mirror found in apt sources; set ELLA_SANDBOX_DEBIAN_MIRROR" >&2
-    exit 2
-fi
-
-work=$(mktemp -d /var/tmp/ella-host-image.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-rootfs=$work/rootfs
-packages=$(grep -v -e '^#' -e '^$' "$here/packages.txt" | paste -sd, -)
-
-echo "build.sh: debootstrap bookworm into $rootfs" >&2
-debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-    tail -n 40 "$work/debootstrap.log" >&2
-    exit 1
-}
-
-in_root() { LANG=C.UTF-8 LC_ALL=C.UTF-8 chroot "$rootfs" "$@"; }
+# debootstrap from this machine's mirror: $work, $rootfs, in_root (testbed/debootstrap.sh).
+image_name=ella-host-image
+# shellcheck source=../debootstrap.sh
+. "$here/../debootstrap.sh"
 
 # Users: `deploy` is the operator's login (key only, sudo), `ella` the service user that
 # owns the shared storage and runs supervisord. Fixed uids, because the shared storage is

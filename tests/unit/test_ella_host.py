@@ -4,23 +4,13 @@ as ps shows them on an ELLA host."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit import plugins
 
-
-def _ella_host():
-    spec = importlib.util.spec_from_file_location("ella_host", ROOT / "ansible/plugins/module_utils/ella_host.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ella_host = _ella_host()
+ella_host = plugins.load("ansible/plugins/module_utils/ella_host.py")
 
 # ELLA's programs inside the image: gunicorn, the polling worker (run from /ella with a
 # relative path), the analysis watcher, the entrypoint; ella-cli.

@@ -4,7 +4,6 @@ ansible/plugins/module_utils/ella_logs.py), ella-cli argument checks."""
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -13,18 +12,9 @@ import pytest
 
 from ella_deploy import operations
 from ella_deploy.errors import EllaDeployError, ExitCode
+from tests.unit import plugins
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ella_logs():
-    spec = importlib.util.spec_from_file_location("ella_logs", ROOT / "ansible/plugins/module_utils/ella_logs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ella_logs = _ella_logs()
+ella_logs = plugins.load("ansible/plugins/module_utils/ella_logs.py")
 UTC = datetime.UTC
 # The formats of ELLA's real logs (seen in the sandbox): nginx and gunicorn access lines with an
 # offset, gunicorn's error log with one, ELLA's own log and supervisord's in local time.
@@ -92,13 +82,7 @@ def test_cli_refuses_a_migration_however_it_is_spelled(tmp_path):
 
 
 def test_row_count_differences_name_only_the_tables_that_differ():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "ansible" / "plugins" / "filter" / "ella.py"
-    spec = importlib.util.spec_from_file_location("ella_filters", path)
-    filters = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(filters)
+    filters = plugins.load("ansible/plugins/filter/ella.py")
     live = {"analysis": 12, "broadcast": 1, "uiexception": 0}
     assert filters.ella_count_differences(live, dict(live)) == {}
     assert filters.ella_count_differences(live, {"analysis": 11, "broadcast": 1}) == {

@@ -39,7 +39,7 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 def image_tag() -> str:
     digest = hashlib.sha256()
-    for path in sorted(RECIPE_DIR.iterdir()):
+    for path in [*sorted(RECIPE_DIR.iterdir()), RECIPE_DIR.parent / "debootstrap.sh"]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
 
