@@ -214,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="the local copy of the site in podman containers")
     actions = sandbox.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
-    actions.add_parser("up", help="create or heal the sandbox (idempotent)")
+    up = actions.add_parser("up", help="create or heal the sandbox (idempotent)")
+    up.add_argument("--take-over", action="store_true",
+                    help="remove a sandbox another checkout (state directory) made, then create this one")
     down = actions.add_parser("down", help="remove every container, network and file the sandbox made")
     down.add_argument("--purge-image", action="store_true", help="also remove the cached host image")
     actions.add_parser("status", help="the sandbox's containers")
@@ -721,7 +723,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     sandbox = Sandbox(progress=_progress(args.output))
     if args.action == "up":
-        timings = sandbox.up()
+        timings = sandbox.up(take_over=args.take_over)
         total = sum(timings.values())
         text = f"sandbox up in {total:.1f}s (" + ", ".join(f"{k} {v}s" for k, v in timings.items()) + ")"
         _emit(args.output, text, {"seconds": round(total, 1), "steps": timings})

@@ -159,8 +159,10 @@ class Sandbox:
         return self.state_dir / "secrets" / name
 
     # ----- lifecycle ---------------------------------------------------------------------
-    def up(self) -> dict[str, float]:
-        """Create or heal the sandbox; quick and idempotent when it already runs."""
+    def up(self, take_over: bool = False) -> dict[str, float]:
+        """Create or heal the sandbox; quick and idempotent when it already runs.
+        `take_over`: containers another state directory made are removed first (the test
+        command does this: a CI runner may still see a developer's sandbox)."""
         timings: dict[str, float] = {}
 
         def step(name: str, action: Callable[[], None]) -> None:
@@ -169,7 +171,7 @@ class Sandbox:
             action()
             timings[name] = round(time.monotonic() - started, 1)
 
-        self._check_owner()
+        self._check_owner(take_over=take_over, may_replace=True)
         tag = image_tag()
         step("host image", lambda: self._ensure_image(tag))
         step("keys and secrets", self._ensure_state)
@@ -561,17 +563,27 @@ class Sandbox:
             for item in inspected
         }
 
-    def _check_owner(self) -> None:
+    def _check_owner(self, take_over: bool = False, may_replace: bool = False) -> None:
         """Container names are global to podman, state directories are not: a second checkout
         (another ELLA_SANDBOX_DIR) must not provision, reset or remove the sandbox whose keys,
-        secrets and storage live elsewhere."""
-        for name, info in self._inspect_containers().items():
-            owner = info["state_dir"]
-            if owner and Path(owner) != self.state_dir.resolve():
-                raise EllaDeployError(
-                    f"the sandbox container {name} belongs to the state directory {owner}, not "
-                    f"{self.state_dir}: run from that checkout (or ELLA_SANDBOX_DIR={owner}), "
-                    "or `sandbox down` there first", ExitCode.REFUSED)
+        secrets and storage live elsewhere. `up` (`may_replace`) removes containers whose
+        state directory is gone (orphans), and a live foreign sandbox when told `take_over`."""
+        foreign = {name: info["state_dir"] for name, info in self._inspect_containers().items()
+                   if info["state_dir"] and Path(info["state_dir"]) != self.state_dir.resolve()}
+        if not foreign:
+            return
+        orphaned = all(not Path(owner).is_dir() for owner in foreign.values())
+        if may_replace and (take_over or orphaned):
+            owners = ", ".join(sorted(set(foreign.values())))
+            self.progress(f"replacing the sandbox of {owners}")
+            for container in self._containers():
+                _podman("rm", "--force", "--time", "0", container)
+            return
+        name, owner = next(iter(foreign.items()))
+        raise EllaDeployError(
+            f"the sandbox container {name} belongs to the state directory {owner}, not "
+            f"{self.state_dir}: run from that checkout (or ELLA_SANDBOX_DIR={owner}), "
+            "`sandbox down` there first, or `sandbox up --take-over`", ExitCode.REFUSED)
 
     def _container_states(self) -> dict[str, str]:
         return {name: info["state"] for name, info in self._inspect_containers().items()}

@@ -69,8 +69,10 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600, input: str | 
 @pytest.fixture(scope="session")
 def sandbox() -> SandboxAccess:
     access = SandboxAccess()
-    existed = access.any_container()
-    up = run_cli("sandbox", "up", timeout=900)
+    # A sandbox this checkout made is kept afterwards; one another checkout left (a CI runner
+    # may still see a developer's) is replaced, and removed again at the end.
+    existed = access.any_container() and access.state_dir.is_dir()
+    up = run_cli("sandbox", "up", "--take-over", timeout=900)
     if up.returncode != 0:
         pytest.fail(f"sandbox up failed:\n{up.stdout}\n{up.stderr}")
     yield access
