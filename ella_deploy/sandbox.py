@@ -256,8 +256,11 @@ class Sandbox:
                 continue
             golden.mkdir(parents=True, exist_ok=True)
             self._stop_ella(env)
-            self._psql(f'DROP DATABASE IF EXISTS "{golden_name(env)}";\n'
-                       f'CREATE DATABASE "{golden_name(env)}" TEMPLATE "{env.db_name}";\n')
+            # (A session of an ELLA killed a moment ago may linger: ended, not waited for.)
+            self._psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{env.db_name}' "
+                       "AND pid <> pg_backend_pid();\n"
+                       f'DROP DATABASE IF EXISTS "{golden_name(env)}";\n'
+                       f'CREATE DATABASE "{golden_name(env)}" TEMPLATE "{env.db_name}";\n', "-o", "/dev/null")
             subprocess.run(["tar", "-C", str(self.storage_dir(env.inventory)), "-cpf", str(golden / "storage.tar"),
                             "ella-prod/ella.sif", "ella-prod/data", "deploy/fixtures.json"], check=True)
             self._start_ella(env)
@@ -463,6 +466,9 @@ class Sandbox:
             f"GRANT pg_read_all_data TO \"{ADMIN_ROLE}\" WITH ADMIN OPTION;\n"
         ]
         for env in environments():
+            if not self._database_exists(env.db_name) or self._psql(
+                    "SELECT to_regclass('public.alembic_version') IS NULL;\n", "-At", "-d", env.db_name).strip() == "t":
+                self._forget_release(env)
             password = self.secret_path(f"db_password_{env.db_name}").read_text().strip()
             # CREATEDB: backup verification and rehearsals restore into scratch databases.
             statements.append(
@@ -478,6 +484,21 @@ class Sandbox:
             "psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1",
             input_text="".join(statements),
         )
+
+    def _forget_release(self, env: Environment) -> None:
+        """The database server was made anew (its container recreated, for a new host image),
+        or ELLA never made its schema:
+        the environment's storage still says a release ran there, and its golden copy holds
+        files of a database that is gone. Both go, so that the seed makes the first release
+        again instead of starting ELLA on an empty database."""
+        storage = self.storage_dir(env.inventory)
+        if not (storage / "ella-prod" / "ella.sif").is_symlink():
+            return
+        self.progress(f"{env.inventory}: its database is gone, seeding the first release again")
+        self._stop_ella(env)
+        for relative in ("ella-prod/ella.sif", "deploy", "backups"):
+            _remove(storage / relative)
+        _remove(self.state_dir / "golden" / env.inventory)
 
     def _stage_images(self) -> None:
         """ELLA's real releases into every environment's archive/releases, as ELLA publishes
