@@ -446,14 +446,16 @@ def test_psql_input_wraps_the_script_in_one_transaction(tmp_path):
     path.parent.mkdir()
     path.write_text("UPDATE a SET b = 1 -- why\n  -- more\n  , c = 2 -- a comment ends the statement\n;\nSELECT 1")
     script = dbtask.load(path)
-    dry = dbtask.psql_input(script, commit=False).splitlines()
-    assert dry[:5] == ["\\set ON_ERROR_STOP on", "\\set VERBOSITY terse", "\\pset pager off", "\\timing on", "BEGIN;"]
-    assert "SET LOCAL client_min_messages = warning;" in dry
-    assert dry[-2:] == [f"\\echo {sqlrun.MARKER} end", "ROLLBACK;"]
-    # Comments inside a statement stay; the terminator stands on a line of its own.
-    assert dry[dry.index(";") - 3:dry.index(";")] == ["UPDATE a SET b = 1 -- why", "  -- more", "  , c = 2"]
+    dry = dbtask.psql_input(script, commit=False)
+    lines = dry.splitlines()
+    assert lines[:5] == ["\\set ON_ERROR_STOP on", "\\set VERBOSITY terse", "\\pset pager off", "\\timing on",
+                         "BEGIN;"]
+    assert "SET LOCAL client_min_messages = warning;" in lines
+    assert lines[-2:] == [f"\\echo {sqlrun.MARKER} end", "ROLLBACK;"]
+    # Each statement runs through EXECUTE of a dollar-quoted literal, comments inside it kept.
+    assert "EXECUTE $ella_" in dry and "UPDATE a SET b = 1 -- why\n  -- more\n  , c = 2$ella_" in dry
     assert dbtask.psql_input(script, commit=True).splitlines()[-1] == "COMMIT;"
-    assert "COMMIT;" not in dry
+    assert "COMMIT;" not in lines
 
 
 def test_parse_output_reads_tags_rows_times_and_the_failed_statement():

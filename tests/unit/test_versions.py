@@ -81,13 +81,17 @@ def test_change_kind(current, target, kind):
 def test_predicted_downtime_takes_the_rehearsal_and_the_last_release():
     from ella_deploy import release
 
-    rehearsal = {"backup_seconds": "1.5", "migration_seconds": "12.0"}
+    rehearsal = {"rollback_point_seconds": "1.5", "migration_seconds": "12.0"}
     last = {"kind": "release", "outcome": "success", "to_version": "2.0.1",
             "steps": [{"name": "stop", "seconds": 0.9}, {"name": "start", "seconds": 5.5},
                       {"name": "switch", "seconds": 0.4}, {"name": "fixtures", "seconds": 0.8}]}
     predicted = release.predict_downtime(rehearsal, [last, {"kind": "accept"}])
-    assert predicted["steps"] == {"stop": 0.9, "backup": 1.5, "switch": 0.4, "migrate": 12.0, "fixtures": 0.8,
+    # The rollback point and the migration as rehearsed; the guard before the start as assumed
+    # (the last release did not time it); the other steps as the last release took them.
+    assert predicted["steps"] == {"stop": 0.9, "rollback_point": 1.5, "switch": 0.4, "migrate": 12.0,
+                                  "fixtures": 0.8, "guard_start": release.ASSUMED_STEPS["guard_start"],
                                   "start": 5.5}
-    assert predicted["seconds"] == 21.1 and "2.0.1" in predicted["from"]
+    assert predicted["seconds"] == round(21.1 + release.ASSUMED_STEPS["guard_start"], 1)
+    assert "2.0.1" in predicted["from"]
     assumed = release.predict_downtime(rehearsal, [])
     assert assumed["steps"]["start"] == release.ASSUMED_STEPS["start"] and "assumed" in assumed["from"]
