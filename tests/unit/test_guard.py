@@ -88,6 +88,7 @@ def test_two_running_hosts_are_a_conflict() -> None:
     verdict = judge({"p22-ella-01": running(), "p22-ella-fo-01": report("RUNNING", process(200, supervised=True))})
     assert (verdict.state, verdict.exit_code) == (guard.CONFLICT, 2)
     assert verdict.active_hosts == ("p22-ella-01", "p22-ella-fo-01")
+    assert verdict.reasons == ("ELLA runs on p22-ella-01, p22-ella-fo-01 (2 processes)",)
 
 
 def test_a_stray_on_another_host_is_a_conflict_named_in_the_reasons() -> None:
@@ -180,14 +181,16 @@ def test_a_second_ella_elsewhere_on_the_database_is_a_conflict_not_one_active() 
     verdict = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": report("STOPPED")},
                                   [{"client": "10.0.0.1"}, {"client": "10.9.9.9"}, {"client": "10.9.9.9"}])
     assert (verdict.state, verdict.exit_code) == (guard.CONFLICT, 2)
-    assert any("10.9.9.9 (2)" in reason and "outside the inventory" in reason for reason in verdict.reasons)
+    assert verdict.reasons == ("sessions in ELLA's database from outside the inventory: 10.9.9.9 (2)",
+                               "ELLA runs on p22-ella-01 (1 processes)")
 
 
 def test_foreign_sessions_alone_are_a_conflict_even_with_nothing_running_here() -> None:
     verdict = judge_with_sessions({"p22-ella-01": report("STOPPED"), "p22-ella-fo-01": report("STOPPED")},
-                                  [{"client": "10.9.9.9"}])
+                                  [{"client": "10.9.9.9"}, {"client": "10.8.8.8"}])
     assert verdict.state == guard.CONFLICT
-    assert any("no inventory host" in reason for reason in verdict.reasons)
+    assert verdict.reasons == ("sessions in ELLA's database from outside the inventory: 10.8.8.8 (1), 10.9.9.9 (1)",
+                               "ELLA runs on no inventory host (0 processes)")
 
 
 def test_sessions_of_a_host_without_an_ella_process_make_it_active() -> None:
@@ -218,7 +221,7 @@ def test_sessions_of_the_running_host_itself_are_ella_and_not_named() -> None:
 def test_unreadable_sessions_are_unknown_never_none_active() -> None:
     verdict = judge_with_sessions({"p22-ella-01": report("STOPPED"), "p22-ella-fo-01": report("STOPPED")}, None)
     assert (verdict.state, verdict.exit_code) == (guard.UNKNOWN, 2)
-    assert any("could not be read" in reason for reason in verdict.reasons)
+    assert verdict.reasons == ("ELLA's database sessions could not be read",)
     one = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": report("STOPPED")}, None)
     assert one.state == guard.UNKNOWN and one.active_hosts == ("p22-ella-01",)
 
@@ -242,9 +245,11 @@ def test_a_fenced_hosts_leftover_sessions_are_not_ella_running_and_are_named() -
     verdict = judge_with_sessions({"p22-ella-01": report("STOPPED"), "p22-ella-fo-01": None},
                                   [{"client": "10.0.0.2"}, {"client": "10.0.0.2"}], fenced=("p22-ella-fo-01",))
     assert (verdict.state, verdict.active_hosts) == (guard.NONE_ACTIVE, ())
-    assert any(reason.startswith("p22-ella-fo-01: unreachable, declared fenced")
-               and "its 2 session(s)" in reason and "ended before a start" in reason
-               for reason in verdict.reasons), verdict.reasons
+    assert verdict.reasons == ("p22-ella-fo-01: unreachable, declared fenced by the operator; its 2 session(s) "
+                               "in ELLA's database are ended before a start",)
+    quiet = judge_with_sessions({"p22-ella-01": report("STOPPED"), "p22-ella-fo-01": None}, [],
+                                fenced=("p22-ella-fo-01",))
+    assert quiet.reasons == ("p22-ella-fo-01: unreachable, declared fenced by the operator",)
 
 
 def test_fencing_does_not_hide_a_reachable_host() -> None:
@@ -255,6 +260,7 @@ def test_fencing_does_not_hide_a_reachable_host() -> None:
     reachable_sessions = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": report("STOPPED")},
                                              [{"client": "10.0.0.2"}], fenced=("p22-ella-fo-01",))
     assert reachable_sessions.state == guard.CONFLICT
+    assert not any("fenced" in reason for reason in verdict.reasons + reachable_sessions.reasons)
 
 
 def test_a_fenced_host_that_is_not_named_among_unreachable_hosts_keeps_the_others_unknown() -> None:
@@ -262,6 +268,8 @@ def test_a_fenced_host_that_is_not_named_among_unreachable_hosts_keeps_the_other
     assert verdict.state == guard.UNKNOWN
     unreachable = [reason for reason in verdict.reasons if reason.startswith("unreachable, state unknown")]
     assert unreachable == ["unreachable, state unknown: p22-ella-01"]
+    both = judge({"p22-ella-01": None, "p22-ella-fo-01": None})
+    assert both.reasons == ("unreachable, state unknown: p22-ella-01, p22-ella-fo-01",)
 
 
 def test_host_view_keeps_the_sessions_of_unreachable_and_reachable_hosts() -> None:

@@ -12,7 +12,8 @@ IMAGE = "/ess/p22/data/durable/production/ella/archive/releases/ella-release-v2.
 
 def opened(phase: str, **extra) -> dict:
     return {"id": "r1", "version": "2.1.0", "previous_version": "2.0.0", "host": "p22-ella-01", "phase": phase,
-            "image": IMAGE, "steps": [{"step": "stop", "state": "done"}, {"step": "migrate", "state": "running"}],
+            "image": IMAGE, "steps": [{"step": "stop", "state": "done"}, {"step": "rollback_point", "state": "done"},
+                                      {"step": "migrate", "state": "running"}],
             **extra}
 
 
@@ -64,11 +65,12 @@ def test_every_phase_before_closing_is_open() -> None:
 
 def test_summary_says_what_is_open() -> None:
     entry = opened("starting", rollback_point={"database": "ella_rollback_r1"}, started=1.0, updated=2.0,
-                   outcome=None)
+                   outcome="failed")
     assert journal.summary(entry) == {
         "id": "r1", "version": "2.1.0", "previous_version": "2.0.0", "host": "p22-ella-01", "phase": "starting",
-        "outcome": None, "open": True,
-        "steps": [{"step": "stop", "state": "done"}, {"step": "migrate", "state": "running"}],
+        "outcome": "failed", "open": True,
+        "steps": [{"step": "stop", "state": "done"}, {"step": "rollback_point", "state": "done"},
+                  {"step": "migrate", "state": "running"}],
         "rollback_database": "ella_rollback_r1", "started": 1.0, "updated": 2.0}
     closed = journal.summary({"phase": "closed"})
     assert closed["open"] is False and closed["steps"] == [] and closed["rollback_database"] is None
@@ -108,3 +110,41 @@ def test_downtime_of_a_release_that_never_served_again_runs_until_the_end() -> N
     assert journal.downtime_seconds(steps, 40.0) == 35.0
     assert journal.downtime_seconds(steps) is None
     assert journal.downtime_seconds([{"name": "lock", "start": 0.0, "end": 1.0}], 40.0) is None
+
+
+def test_recover_says_why_in_the_operators_words() -> None:
+    assert journal.recovery(opened("live"), None) == {
+        "action": "finish",
+        "why": "2.1.0 went live (phase live): finish the release; nothing is restored over users' writes"}
+    assert journal.recovery(opened("rolled_back"), None) == {
+        "action": "finish_rollback",
+        "why": "the rollback of 2.1.0 was done (phase rolled_back): start the previous version if it is not "
+               "running, then close the release"}
+    assert journal.recovery(opened("window"), None) == {
+        "action": "rollback",
+        "why": "2.1.0 never served (phase window, last step migrate (running)): roll back to 2.0.0"}
+
+
+def test_an_image_named_without_a_folder_is_recognised_serving() -> None:
+    entry = opened("starting", image="ella-release-v2.1.0.sif")
+    assert journal.recovery(entry, "/x/ella-release-v2.1.0.sif")["action"] == "finish"
+
+
+def test_release_steps_without_a_journal_are_the_marks() -> None:
+    marks = [{"step": "lock", "at": 100.0}, {"step": "stop", "at": 101.0}, {"step": "served", "at": 103.0}]
+    assert journal.release_steps(marks, None, 110.0) == [
+        {"name": "lock", "start": 100.0, "end": 101.0, "seconds": 1.0},
+        {"name": "stop", "start": 101.0, "end": 103.0, "seconds": 2.0},
+        {"name": "served", "start": 103.0, "end": 110.0, "seconds": 7.0}]
+    assert journal.release_steps(marks[:1], {"phase": "window"}, 100.5) == [
+        {"name": "lock", "start": 100.0, "end": 100.5, "seconds": 0.5}]
+
+
+def test_step_times_and_downtime_are_kept_to_the_millisecond() -> None:
+    marks = [{"step": "stop", "at": 100.00012}, {"step": "served", "at": 101.23456}]
+    steps = journal.release_steps(marks, None, 102.98765)
+    assert steps == [{"name": "stop", "start": 100.0, "end": 101.235, "seconds": 1.234},
+                     {"name": "served", "start": 101.235, "end": 102.988, "seconds": 1.753}]
+    assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0},
+                                     {"name": "served", "start": 3.23456, "end": 4.0}]) == 2.235
+    assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0}], 3.23456) == 2.235

@@ -24,8 +24,8 @@ def test_a_clean_plan_has_no_problems() -> None:
 @pytest.mark.parametrize("kind", ["major", "minor"])
 def test_a_major_or_minor_release_needs_a_successful_release_on_staging(kind: str) -> None:
     found = problems({"change_kind": kind}, staging_verified=("2.0.0", "2.1.1"))
-    assert len(found) == 1
-    assert found[0].startswith(f"2.1.0 is a {kind} change with no successful release on staging")
+    assert found == [f"2.1.0 is a {kind} change with no successful release on staging on record: release it "
+                     "there first, or --skip-staging-check (audited)"]
     assert problems({"change_kind": kind}, staging_verified=("2.1.0",)) == []
 
 
@@ -95,3 +95,12 @@ def test_predicted_downtime_takes_the_newest_successful_release() -> None:
     newer = {"kind": "release", "outcome": "success", "to_version": "2.0.1", "steps": [{"name": "stop", "seconds": 2}]}
     predicted = release.predict_downtime({"rollback_point_seconds": 0, "migration_seconds": 0}, [older, newer])
     assert predicted["steps"]["stop"] == 2 and "2.0.1" in predicted["from"]
+
+
+def test_predicted_downtime_is_rounded_to_hundredths_per_step_and_tenths_in_all() -> None:
+    last = {"kind": "release", "outcome": "success", "to_version": "2.0.1",
+            "steps": [{"name": name, "seconds": 1.004} for name in release.ASSUMED_STEPS]}
+    predicted = release.predict_downtime({"rollback_point_seconds": 0.5, "migration_seconds": 0.06}, [last])
+    assert predicted["steps"]["stop"] == 1.0
+    assert predicted["seconds"] == 5.6
+    assert predicted["from"] == "this rehearsal (rollback point, migrate) and the release of 2.0.1 (other steps)"
