@@ -105,6 +105,22 @@ def test_bad_script_names(tmp_path, name):
     assert refused(script).startswith(f"{script}: the script name must be letters, digits, _ . -")
 
 
+def test_a_script_named_from_inside_its_folder_names_the_whole_folder(tmp_path, monkeypatch):
+    script = write_task(tmp_path, "20262511_fix")
+    monkeypatch.chdir(script.parent)
+    assert refused(Path("fix.sql")).startswith(f"{script.parent.resolve()}: 20262511 is not a date")
+
+
+def test_an_unreadable_script_is_refused(tmp_path, monkeypatch):
+    script = write_task(tmp_path)
+
+    def unreadable(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    assert refused(script) == f"{script}: cannot read it: Permission denied"
+
+
 def test_missing_file_and_directory(tmp_path):
     missing = tmp_path / "tasks" / "20261125_fix" / "fix.sql"
     assert refused(missing) == f"{missing}: no such file"
@@ -174,6 +190,18 @@ def test_nested_block_comments():
     ("SELECT price$; SELECT a$b$c; SELECT 3", ["SELECT price$", "SELECT a$b$c", "SELECT 3"]),
     ("SELECT 'x' -- c ' ;\n; SELECT \"--\"; SELECT '/*'", ["SELECT 'x'", 'SELECT "--"', "SELECT '/*'"]),
     ("SELECT 1;;; ; SELECT 2;", ["SELECT 1", "SELECT 2"]),
+    # Doubled quotes at the edges of a string, next to other strings.
+    ("SELECT ''; SELECT 2", ["SELECT ''", "SELECT 2"]),
+    ("SELECT 'a'''; SELECT 2", ["SELECT 'a'''", "SELECT 2"]),
+    ("SELECT 'x',';';SELECT 2", ["SELECT 'x',';'", "SELECT 2"]),
+    # Only E'...' (either case) knows backslash escapes; N'...' and the like do not.
+    ("SELECT e'it\\'s; fine'; SELECT 2", ["SELECT e'it\\'s; fine'", "SELECT 2"]),
+    ("SELECT N'C:\\'; SELECT 2", ["SELECT N'C:\\'", "SELECT 2"]),
+    ("SELECT E'x''\\';SELECT 2';SELECT 3", ["SELECT E'x''\\';SELECT 2'", "SELECT 3"]),
+    # Identifiers with an X in them; a lone $; two dollar quotes with the same tag.
+    ("UPDATE Xref SET X = 1; SELECT 2", ["UPDATE Xref SET X = 1", "SELECT 2"]),
+    ("SELECT $;SELECT 2", ["SELECT $", "SELECT 2"]),
+    ("SELECT $a$ x $a$; SELECT $a$ y $a$", ["SELECT $a$ x $a$", "SELECT $a$ y $a$"]),
 ])
 def test_semicolons_inside_quotes_and_comments(sql, expected):
     assert texts(sql) == expected
@@ -191,10 +219,16 @@ def test_dollar_quoted_body_keeps_lines():
     ("SELECT E'abc\\';\n", "t.sql line 1: unterminated string"),
     ('\n\nSELECT "abc;', "t.sql line 3: unterminated quoted identifier"),
     ("SELECT $x$ abc $y$;", "t.sql line 1: unterminated dollar-quoted string $x$"),
+    ("SELECT 1;\nSELECT $x$ abc", "t.sql line 2: unterminated dollar-quoted string $x$"),
     ("SELECT 1;\n/* a /* b */ c;", "t.sql line 2: unterminated /* comment"),
 ])
 def test_unterminated(sql, message):
     assert split_refused(sql) == message
+
+
+def test_errors_name_the_script_by_default():
+    with pytest.raises(EllaDeployError, match="^script line 2: unterminated string$"):
+        dbtask.split_statements("SELECT 1;\nSELECT 'a")
 
 
 def test_summary():
@@ -485,9 +519,12 @@ def test_copy_through_psql_is_refused(tmp_path, sql):
     path = tmp_path / "20261125_copy" / "copy.sql"
     path.parent.mkdir()
     path.write_text("SELECT 1;\n" + sql + "\n")
-    with pytest.raises(EllaDeployError, match="COPY ... STDIN/STDOUT is not allowed") as refused:
+    with pytest.raises(EllaDeployError) as refused:
         dbtask.load(path)
     assert refused.value.exit_code == ExitCode.USAGE
+    line = 2 + sql.count("\n")
+    assert refused.value.message == (f"{path} line {line}: COPY ... STDIN/STDOUT is not allowed: load or export data "
+                                     "with a table the script fills, or with psql by hand")
 
 
 def test_copy_to_a_file_on_the_server_and_the_word_in_strings_are_allowed(tmp_path):
@@ -609,3 +646,26 @@ def test_each_statement_is_marked_and_its_rows_reported(tmp_path) -> None:
         f"\\echo {sqlrun.MARKER} 3", f"\\echo {sqlrun.MARKER} rows 3 INSERT :ella_task_rows",
         f"\\echo {sqlrun.MARKER} end"]
     assert lines.count("SELECT current_setting('ella_task.rows') AS ella_task_rows \\gset") == 3
+
+
+def test_timeouts_default_to_five_seconds_for_locks_and_fifteen_minutes_a_statement(tmp_path) -> None:
+    lines = dbtask.psql_input(task_script(tmp_path, "SELECT 1;\n"), commit=False).split("\n")
+    assert "SET LOCAL lock_timeout = '5s';" in lines and "SET LOCAL statement_timeout = '15min';" in lines
+
+
+@pytest.mark.parametrize(("statement", "command"), [
+    ("/* why\nand how */ UPDATE t SET a = 1", "UPDATE"), ("-- why\ndelete from t", "DELETE"),
+    ("VALUES (1)", "SELECT"), ("TABLE t", "SELECT"), ("with x as (select 1) select * from x", "SELECT"),
+    ("(SELECT 1) UNION (SELECT 2)", "SELECT"), ("CREATE INDEX i ON t (a)", "CREATE"),
+])
+def test_each_statement_is_named_by_its_command(tmp_path, statement, command) -> None:
+    from ella_deploy import sqlrun
+
+    psql = dbtask.psql_input(task_script(tmp_path, statement + ";\n"), commit=False)
+    assert f"\\echo {sqlrun.MARKER} rows 1 {command} :ella_task_rows" in psql.split("\n")
+
+
+def test_statements_of_names_each_statement_for_the_playbook(tmp_path) -> None:
+    script = task_script(tmp_path, "SELECT 1;\n\nUPDATE t\nSET a = 1;\n")
+    assert dbtask.statements_of(script) == [{"number": 1, "line": 1, "summary": "SELECT 1"},
+                                            {"number": 2, "line": 3, "summary": "UPDATE t…"}]
