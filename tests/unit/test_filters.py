@@ -68,7 +68,8 @@ def test_guard_verdict_a_host_missing_from_the_reports_is_unreachable() -> None:
 
 def test_guard_reports_take_unreachable_and_failed_probes_for_unknown() -> None:
     results = [{"item": "a", "ella_host": {"x": 1}}, {"item": "b", "unreachable": True, "ella_host": {"x": 2}},
-               {"item": "c", "failed": True}, {"item": "d", "unreachable": False, "failed": False, "ella_host": {}}]
+               {"item": "c", "failed": True, "ella_host": {"x": 3}},
+               {"item": "d", "unreachable": False, "failed": False, "ella_host": {}}]
     assert ella.ella_guard_reports(results) == {"a": {"x": 1}, "b": None, "c": None, "d": {}}
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import stat
 import time
 from pathlib import Path
 
@@ -37,11 +39,12 @@ def path(tmp_path: Path) -> str:
 def age(path: str, seconds: float) -> None:
     """The holder's last heartbeat was `seconds` ago."""
     then = time.time() - seconds
-    os.utime(os.path.join(path, lock.HEARTBEAT), (then, then))
+    os.utime(os.path.join(path, "heartbeat"), (then, then))
 
 
 def stored(path: str) -> dict:
-    with open(os.path.join(path, lock.HOLDER)) as handle:
+    """holder.json, as an operator (or another ella-deploy version) reads it on the shared storage."""
+    with open(os.path.join(path, "holder.json")) as handle:
         return json.load(handle)
 
 
@@ -50,8 +53,17 @@ def test_a_free_lock_is_taken_and_its_token_never_shown(path: str) -> None:
     assert broken is None
     assert "token" not in record and record["operator"] == "ola" and record["lease_seconds"] == LEASE
     assert stored(path)["token"] == "token-ola"
-    assert os.path.isfile(os.path.join(path, lock.HEARTBEAT))
+    assert os.path.isfile(os.path.join(path, "heartbeat"))
     assert lock.heartbeat_age(path) < 5
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", record["since"]), record["since"]
+
+
+def test_only_the_owner_and_its_group_may_look_into_the_lock(path: str) -> None:
+    # holder.json holds the token: whoever reads it can take the lock over.
+    umask = os.umask(0)
+    os.umask(umask)
+    lock.take(path, OLA, "token-ola", LEASE)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o750 & ~umask
 
 
 def test_a_held_lock_is_not_taken_by_another(path: str) -> None:
@@ -85,7 +97,7 @@ def test_the_holders_own_token_takes_its_lock_over(path: str) -> None:
 def test_a_lock_alive_is_never_broken_even_with_a_reason(path: str) -> None:
     lock.take(path, OLA, "token-ola", LEASE)
     age(path, LEASE - 5)
-    with pytest.raises(lock.LockError, match="still there"):
+    with pytest.raises(lock.LockError, match=r"still there \(heartbeat 8[4-6]s ago\): not broken"):
         lock.take(path, KARI, "token-kari", LEASE, break_reason="it hangs")
     assert stored(path)["token"] == "token-ola"
     assert os.listdir(os.path.dirname(path)) == ["lock"]
@@ -99,7 +111,8 @@ def test_a_lock_past_its_lease_is_broken_with_a_reason_and_kept_aside(path: str)
     assert broken["operator"] == "ola" and broken["break_reason"] == "ola's laptop died"
     assert "no heartbeat" in broken["gone"] and "token" not in broken
     kept = os.path.join(os.path.dirname(path), broken["kept_as"])
-    assert broken["kept_as"].startswith("lock.broken-") and stored(kept)["token"] == "token-ola"
+    assert re.fullmatch(r"lock\.broken-\d{8}T\d{6}Z-[0-9a-f]{8}", broken["kept_as"]), broken["kept_as"]
+    assert stored(kept)["token"] == "token-ola"
 
 
 def test_the_controller_knowing_its_process_gone_breaks_only_a_quiet_lock(path: str) -> None:
@@ -118,6 +131,7 @@ def test_the_controller_knowing_its_process_gone_breaks_only_a_quiet_lock(path: 
     ({"lease_seconds": 90}, 90, None, False),
     ({"lease_seconds": 90}, 91, None, True),
     ({"lease_seconds": 0}, 10_000, None, False),
+    ({"lease_seconds": 1}, 2, None, True),
     ({}, 10_000, None, False),
     ({"lease_seconds": 90}, lock.HOST_QUIET, "ended", False),
     ({"lease_seconds": 90}, lock.HOST_QUIET + 1, "ended", True),
@@ -245,5 +259,13 @@ def test_a_heartbeat_renews_while_held_and_says_when_the_lock_is_lost(path: str)
     with pytest.raises(lock.LockError):
         with lock.Heartbeat(path, "token-ola"):
             pass
-    with lock.Heartbeat(None, None) as idle:  # a step run without a lock
-        assert idle.lost is None
+    for no_lock in ((None, None), (path, ""), (None, "token-ola")):  # a step run without the lock
+        with lock.Heartbeat(*no_lock) as idle:
+            assert idle.lost is None
+
+
+def test_a_heartbeat_never_swallows_the_steps_error(path: str) -> None:
+    lock.take(path, OLA, "token-ola", LEASE)
+    with pytest.raises(ValueError, match="migration failed"):
+        with lock.Heartbeat(path, "token-ola", interval=60):
+            raise ValueError("migration failed")
