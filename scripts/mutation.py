@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         untested = len(results) - killed - len(survived)
         # Untested mutants count as not killed.
         rate = f"{100 * killed / len(results):.1f}%" if results else "-"
-        print(f"{rule.name:<10} {rule.engine:<7} {len(results):>7} {killed:>7} {len(survived):>8} {untested:>8} {rate:>9}")
+        print(f"{rule.name:<10} {rule.engine:<7} {len(results):>7} {killed:>7} {len(survived):>8} {untested:>8} "
+              f"{rate:>9}")
         survivors += [(rule, name) for name in survived]
         survivors += [(rule, f"{name} ({outcome})") for name, outcome in results
                       if outcome not in CAUGHT and outcome != "survived"]

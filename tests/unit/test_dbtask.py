@@ -658,6 +658,9 @@ def test_timeouts_default_to_five_seconds_for_locks_and_fifteen_minutes_a_statem
     ("VALUES (1)", "SELECT"), ("TABLE t", "SELECT"), ("with x as (select 1) select * from x", "SELECT"),
     ("(SELECT 1) UNION (SELECT 2)", "SELECT"), ("CREATE INDEX i ON t (a)", "CREATE"),
     ("( SELECT 1 )", "?"),  # no command word to name
+    # A comment glued to the command word is no part of its name.
+    ("delete--why\nfrom t", "DELETE"), ("UPDATE/*c*/t SET a = 1", "UPDATE"),
+    ("UPDATE/*why\nhow */t SET a = 1", "UPDATE"),
 ])
 def test_each_statement_is_named_by_its_command(tmp_path, statement, command) -> None:
     from ella_deploy import sqlrun

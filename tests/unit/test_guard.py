@@ -254,7 +254,8 @@ def test_a_fenced_hosts_leftover_sessions_are_not_ella_running_and_are_named() -
 
 def test_fencing_does_not_hide_a_reachable_host() -> None:
     # --peer-fenced names a VM that is off; a host that answers is judged as it is.
-    verdict = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": report("RUNNING", process(2, supervised=True))},
+    standby_running = report("RUNNING", process(2, supervised=True))
+    verdict = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": standby_running},
                                   [{"client": "10.0.0.2"}], fenced=("p22-ella-fo-01",))
     assert verdict.state == guard.CONFLICT
     reachable_sessions = judge_with_sessions({"p22-ella-01": running(), "p22-ella-fo-01": report("STOPPED")},

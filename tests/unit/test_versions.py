@@ -120,7 +120,8 @@ def test_a_bare_release_file_name_is_read_too():
 
 
 def test_refusals_say_what_is_wrong():
-    with pytest.raises(versions.VersionError, match=r"^'2\.1' is not a version: use MAJOR\.MINOR\.PATCH, 1\.x or 1\.17\.x$"):
+    with pytest.raises(versions.VersionError,
+                       match=r"^'2\.1' is not a version: use MAJOR\.MINOR\.PATCH, 1\.x or 1\.17\.x$"):
         versions.parse("2.1")
     with pytest.raises(versions.VersionError, match=r"^ella-release-v2\.9\.4\.sif is not staged in archive/releases$"):
         versions.resolve("v2.9.4", ["2.9.3"])
