@@ -392,11 +392,12 @@ def psql_input(script: TaskScript, commit: bool, lock_timeout: str = "5s",
              f"SET LOCAL lock_timeout = '{lock_timeout}';", f"SET LOCAL statement_timeout = '{statement_timeout}';"]
     for statement in script.statements:
         quote = _dollar_tag(statement.text)
-        block = _dollar_tag(statement.text + quote)
+        body = (f" DECLARE n bigint; BEGIN EXECUTE {quote}{statement.text}{quote}; "
+                f"GET DIAGNOSTICS n = ROW_COUNT; PERFORM set_config('ella_task.rows', n::text, true); END ")
+        block = _dollar_tag(body)
         lines += [
             f"\\echo {sqlrun.MARKER} {statement.number}",
-            f"DO {block} DECLARE n bigint; BEGIN EXECUTE {quote}{statement.text}{quote}; "
-            f"GET DIAGNOSTICS n = ROW_COUNT; PERFORM set_config('ella_task.rows', n::text, true); END {block};",
+            f"DO {block}{body}{block};",
             "SELECT current_setting('ella_task.rows') AS ella_task_rows \\gset",
             f"\\echo {sqlrun.MARKER} rows {statement.number} {_command(statement.text)} :ella_task_rows",
         ]
@@ -405,12 +406,14 @@ def psql_input(script: TaskScript, commit: bool, lock_timeout: str = "5s",
 
 
 def _dollar_tag(text: str) -> str:
-    """A dollar-quote tag that does not occur in `text`."""
+    """A dollar-quote tag that closes only where it is put after `text`: it does not occur in
+    `text`, nor does `text` end with all of it but its last `$` (which the closing tag's
+    first `$` would complete)."""
     import secrets
 
     while True:
         tag = f"$ella_{secrets.token_hex(6)}$"
-        if tag not in text:
+        if (text + tag).find(tag) == len(text):
             return tag
 
 

@@ -105,6 +105,22 @@ def test_bad_script_names(tmp_path, name):
     assert refused(script).startswith(f"{script}: the script name must be letters, digits, _ . -")
 
 
+def test_a_script_named_from_inside_its_folder_names_the_whole_folder(tmp_path, monkeypatch):
+    script = write_task(tmp_path, "20262511_fix")
+    monkeypatch.chdir(script.parent)
+    assert refused(Path("fix.sql")).startswith(f"{script.parent.resolve()}: 20262511 is not a date")
+
+
+def test_an_unreadable_script_is_refused(tmp_path, monkeypatch):
+    script = write_task(tmp_path)
+
+    def unreadable(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    assert refused(script) == f"{script}: cannot read it: Permission denied"
+
+
 def test_missing_file_and_directory(tmp_path):
     missing = tmp_path / "tasks" / "20261125_fix" / "fix.sql"
     assert refused(missing) == f"{missing}: no such file"
@@ -174,6 +190,18 @@ def test_nested_block_comments():
     ("SELECT price$; SELECT a$b$c; SELECT 3", ["SELECT price$", "SELECT a$b$c", "SELECT 3"]),
     ("SELECT 'x' -- c ' ;\n; SELECT \"--\"; SELECT '/*'", ["SELECT 'x'", 'SELECT "--"', "SELECT '/*'"]),
     ("SELECT 1;;; ; SELECT 2;", ["SELECT 1", "SELECT 2"]),
+    # Doubled quotes at the edges of a string, next to other strings.
+    ("SELECT ''; SELECT 2", ["SELECT ''", "SELECT 2"]),
+    ("SELECT 'a'''; SELECT 2", ["SELECT 'a'''", "SELECT 2"]),
+    ("SELECT 'x',';';SELECT 2", ["SELECT 'x',';'", "SELECT 2"]),
+    # Only E'...' (either case) knows backslash escapes; N'...' and the like do not.
+    ("SELECT e'it\\'s; fine'; SELECT 2", ["SELECT e'it\\'s; fine'", "SELECT 2"]),
+    ("SELECT N'C:\\'; SELECT 2", ["SELECT N'C:\\'", "SELECT 2"]),
+    ("SELECT E'x''\\';SELECT 2';SELECT 3", ["SELECT E'x''\\';SELECT 2'", "SELECT 3"]),
+    # Identifiers with an X in them; a lone $; two dollar quotes with the same tag.
+    ("UPDATE Xref SET a = 1; SELECT 2", ["UPDATE Xref SET a = 1", "SELECT 2"]),
+    ("SELECT $;SELECT 2", ["SELECT $", "SELECT 2"]),
+    ("SELECT $a$ x $a$; SELECT $a$ y $a$", ["SELECT $a$ x $a$", "SELECT $a$ y $a$"]),
 ])
 def test_semicolons_inside_quotes_and_comments(sql, expected):
     assert texts(sql) == expected
@@ -191,10 +219,16 @@ def test_dollar_quoted_body_keeps_lines():
     ("SELECT E'abc\\';\n", "t.sql line 1: unterminated string"),
     ('\n\nSELECT "abc;', "t.sql line 3: unterminated quoted identifier"),
     ("SELECT $x$ abc $y$;", "t.sql line 1: unterminated dollar-quoted string $x$"),
+    ("SELECT 1;\nSELECT $x$ abc", "t.sql line 2: unterminated dollar-quoted string $x$"),
     ("SELECT 1;\n/* a /* b */ c;", "t.sql line 2: unterminated /* comment"),
 ])
 def test_unterminated(sql, message):
     assert split_refused(sql) == message
+
+
+def test_errors_name_the_script_by_default():
+    with pytest.raises(EllaDeployError, match="^script line 2: unterminated string$"):
+        dbtask.split_statements("SELECT 1;\nSELECT 'a")
 
 
 def test_summary():
@@ -497,9 +531,12 @@ def test_copy_through_psql_is_refused(tmp_path, sql):
     path = tmp_path / "20261125_copy" / "copy.sql"
     path.parent.mkdir()
     path.write_text("SELECT 1;\n" + sql + "\n")
-    with pytest.raises(EllaDeployError, match="COPY ... STDIN/STDOUT is not allowed") as refused:
+    with pytest.raises(EllaDeployError) as refused:
         dbtask.load(path)
     assert refused.value.exit_code == ExitCode.USAGE
+    line = 2 + sql.count("\n")
+    assert refused.value.message == (f"{path} line {line}: COPY ... STDIN/STDOUT is not allowed: load or export data "
+                                     "with a table the script fills, or with psql by hand")
 
 
 def test_copy_to_a_file_on_the_server_and_the_word_in_strings_are_allowed(tmp_path):
@@ -507,3 +544,144 @@ def test_copy_to_a_file_on_the_server_and_the_word_in_strings_are_allowed(tmp_pa
     path.parent.mkdir()
     path.write_text("UPDATE analysis SET name = 'COPY FROM STDIN';\nCOPY analysis TO '/tmp/analysis.csv';\n")
     assert len(dbtask.load(path).statements) == 2
+
+
+# ---- psql_input: nothing in a statement ends ella-deploy's transaction ------------------------
+
+
+def dollar_quoted_end(text: str, start: int) -> tuple[str, int]:
+    """PostgreSQL's reading of the dollar-quoted string at `start`: (its content, the offset after it).
+    As the scanner does: the first `$tag$` equal to the opening one closes it."""
+    import re
+
+    opening = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$").match(text, start)
+    assert opening is not None, text[start:start + 20]
+    tag = opening.group()
+    close = text.index(tag, opening.end())
+    return text[opening.end():close], close + len(tag)
+
+
+def executed(line: str) -> tuple[str, str]:
+    """The statement the DO block of `line` EXECUTEs, and what follows the DO block on the line."""
+    assert line.startswith("DO $")
+    body, after = dollar_quoted_end(line, len("DO "))
+    prefix = " DECLARE n bigint; BEGIN EXECUTE "
+    assert body.startswith(prefix), body
+    statement, end = dollar_quoted_end(body, len(prefix))
+    assert body[end:] == "; GET DIAGNOSTICS n = ROW_COUNT; PERFORM set_config('ella_task.rows', n::text, true); END "
+    return statement, line[after:]
+
+
+def task_script(tmp_path, text: str) -> dbtask.TaskScript:
+    path = tmp_path / "20261125_fix" / "fix.sql"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return dbtask.load(path)
+
+
+def do_lines(psql: str) -> list[str]:
+    # A DO line runs on to the line where its block ends (statements may span lines).
+    lines, current = [], None
+    for line in psql.split("\n"):
+        if current is not None:
+            current += "\n" + line
+        elif line.startswith("DO $"):
+            current = line
+        if current is not None and current.endswith("$;"):
+            lines.append(current)
+            current = None
+    return lines
+
+
+TAG_LIKE = ["SELECT '$ella_$' AS a", "SELECT $ella_0123456789ab$ x $ella_0123456789ab$",
+            "SELECT $$ $ella_ $ $$", "SELECT $q$ $ella_aaaaaaaaaaaa $q$", "SELECT 1 AS \"$ella_aaaaaaaaaaaa$\"",
+            "UPDATE t SET a = '$ella_aaaaaaaaaaaa$; COMMIT; BEGIN' -- $ella_aaaaaaaaaaaa$\nWHERE b"]
+
+
+@pytest.mark.parametrize("statement", TAG_LIKE)
+def test_a_statement_with_tag_like_text_stays_inside_its_quotes(tmp_path, statement) -> None:
+    script = task_script(tmp_path, statement + ";\nSELECT 2;\n")
+    psql = dbtask.psql_input(script, commit=False)
+    assert [executed(line) for line in do_lines(psql)] == [(statement, ";"), ("SELECT 2", ";")]
+
+
+@pytest.mark.parametrize("statement", TAG_LIKE + ["SELECT 1 $ella_aaaaaaaaaaaa", "SELECT '$ella_aaaaaaaaaaaa'",
+                                                  "SELECT 'x$ella_aaaaaaaaaaaa'"])
+def test_even_a_statement_that_guessed_the_random_tag_cannot_end_its_quote(tmp_path, monkeypatch, statement) -> None:
+    # The tags are random; should one collide with text in the statement (or end it, so that
+    # the closing tag's first `$` completes it), another one is drawn.
+    import secrets
+
+    draws = iter(["aaaaaaaaaaaa", "aaaaaaaaaaaa", "bbbbbbbbbbbb", "aaaaaaaaaaaa", "cccccccccccc", "dddddddddddd"])
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: next(draws))
+    script = task_script(tmp_path, statement + ";\n")
+    [line] = do_lines(dbtask.psql_input(script, commit=True))
+    assert executed(line) == (statement, ";")
+
+
+def test_dollar_tags_are_fresh_and_unlike_the_text(monkeypatch) -> None:
+    import secrets
+
+    assert dbtask._dollar_tag("x") != dbtask._dollar_tag("x")
+    draws = iter(["aaaaaaaaaaaa", "bbbbbbbbbbbb"])
+    monkeypatch.setattr(secrets, "token_hex", lambda _n: next(draws))
+    assert dbtask._dollar_tag("x $ella_aaaaaaaaaaaa$ y") == "$ella_bbbbbbbbbbbb$"
+
+
+def test_only_ella_deploys_own_lines_begin_and_end_the_transaction(tmp_path) -> None:
+    text = ("UPDATE t SET note = 'COMMIT;\nBEGIN;\nROLLBACK;' WHERE a = 1;\n"
+            "SELECT $$\nCOMMIT;\n$$;\nSELECT 'x' /* \nEND;\n */;\n")
+    script = task_script(tmp_path, text)
+    for commit, end in ((False, "ROLLBACK;"), (True, "COMMIT;")):
+        psql = dbtask.psql_input(script, commit=commit)
+        lines = psql.split("\n")
+        control = [n for n, line in enumerate(lines) if line.strip().upper().rstrip(";") in
+                   ("BEGIN", "COMMIT", "ROLLBACK", "END", "ABORT")]
+        outside = [lines[n] for n in control if not any(
+            n in range(start, start + block.count("\n") + 1) for start, block in
+            ((psql[:psql.index(block)].count("\n"), block) for block in do_lines(psql)))]
+        assert outside == ["BEGIN;", end], outside
+        assert lines[-2] == end and psql.endswith("\n")
+        assert [executed(block)[0] for block in do_lines(psql)] == [s.text for s in script.statements]
+
+
+def test_each_statement_is_marked_and_its_rows_reported(tmp_path) -> None:
+    from ella_deploy import sqlrun
+
+    script = task_script(tmp_path, "UPDATE t SET a = 1;\n-- why\nWITH x AS (SELECT 1) SELECT * FROM x;\n"
+                                   "/* c */ insert into t values (1);\n")
+    lines = dbtask.psql_input(script, commit=False, lock_timeout="2s", statement_timeout="1min").split("\n")
+    assert "SET LOCAL lock_timeout = '2s';" in lines and "SET LOCAL statement_timeout = '1min';" in lines
+    assert [line for line in lines if line.startswith(f"\\echo {sqlrun.MARKER}")] == [
+        f"\\echo {sqlrun.MARKER} 1", f"\\echo {sqlrun.MARKER} rows 1 UPDATE :ella_task_rows",
+        f"\\echo {sqlrun.MARKER} 2", f"\\echo {sqlrun.MARKER} rows 2 SELECT :ella_task_rows",
+        f"\\echo {sqlrun.MARKER} 3", f"\\echo {sqlrun.MARKER} rows 3 INSERT :ella_task_rows",
+        f"\\echo {sqlrun.MARKER} end"]
+    assert lines.count("SELECT current_setting('ella_task.rows') AS ella_task_rows \\gset") == 3
+
+
+def test_timeouts_default_to_five_seconds_for_locks_and_fifteen_minutes_a_statement(tmp_path) -> None:
+    lines = dbtask.psql_input(task_script(tmp_path, "SELECT 1;\n"), commit=False).split("\n")
+    assert "SET LOCAL lock_timeout = '5s';" in lines and "SET LOCAL statement_timeout = '15min';" in lines
+
+
+@pytest.mark.parametrize(("statement", "command"), [
+    ("/* why\nand how */ UPDATE t SET a = 1", "UPDATE"), ("-- why\ndelete from t", "DELETE"),
+    ("VALUES (1)", "SELECT"), ("TABLE t", "SELECT"), ("with x as (select 1) select * from x", "SELECT"),
+    ("(SELECT 1) UNION (SELECT 2)", "SELECT"), ("CREATE INDEX i ON t (a)", "CREATE"),
+    ("( SELECT 1 )", "?"),  # no command word to name
+    # A comment glued to the command word is no part of its name.
+    ("delete--why\nfrom t", "DELETE"), ("UPDATE/*c*/t SET a = 1", "UPDATE"),
+    ("UPDATE/*why\nhow */t SET a = 1", "UPDATE"),
+])
+def test_each_statement_is_named_by_its_command(tmp_path, statement, command) -> None:
+    from ella_deploy import sqlrun
+
+    psql = dbtask.psql_input(task_script(tmp_path, statement + ";\n"), commit=False)
+    assert f"\\echo {sqlrun.MARKER} rows 1 {command} :ella_task_rows" in psql.split("\n")
+
+
+def test_statements_of_names_each_statement_for_the_playbook(tmp_path) -> None:
+    script = task_script(tmp_path, "SELECT 1;\n\nUPDATE t\nSET a = 1;\n")
+    assert dbtask.statements_of(script) == [{"number": 1, "line": 1, "summary": "SELECT 1"},
+                                            {"number": 2, "line": 3, "summary": "UPDATE t…"}]

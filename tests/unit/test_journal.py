@@ -71,3 +71,100 @@ def test_downtime_runs_from_the_stop_until_served():
     assert journal.downtime_seconds([steps[0]], finished=40.0) == 30.0
     assert journal.downtime_seconds([steps[0]]) is None
     assert journal.downtime_seconds([{"name": "start", "start": 1.0, "end": 2.0}]) is None
+
+
+# The cases mutation testing asked for (tests/unit/MUTATION.md).
+IMAGE = "/ess/p22/data/durable/production/ella/archive/releases/ella-release-v2.1.0.sif"
+
+
+def opened(phase: str, **extra) -> dict:
+    return {"id": "r1", "version": "2.1.0", "previous_version": "2.0.0", "host": "p22-ella-01", "phase": phase,
+            "image": IMAGE, "steps": [{"step": "stop", "state": "done"}, {"step": "rollback_point", "state": "done"},
+                                      {"step": "migrate", "state": "running"}],
+            **extra}
+
+
+@pytest.mark.parametrize("entry", [None, {}, {"phase": "closed"}, {"phase": "done"}, {"version": "2.1.0"}])
+def test_nothing_open_nothing_to_recover(entry) -> None:
+    assert journal.recovery(entry, serving=True) == {"action": "none", "why": "no release is open"}
+    assert not journal.is_open(entry)
+
+
+def test_a_rollback_of_a_first_release_names_no_version() -> None:
+    action = journal.recovery(opened("window", previous_version=None, steps=[]), serving=False)
+    assert "roll back to no version" in action["why"] and "last step none" in action["why"]
+
+
+def test_every_phase_before_closing_is_open() -> None:
+    assert all(journal.is_open({"phase": phase}) for phase in journal.OPEN_PHASES)
+    assert "live" in journal.OPEN_PHASES and "closed" not in journal.OPEN_PHASES
+
+
+def test_summary_keeps_every_field_of_an_open_release() -> None:
+    entry = opened("starting", rollback_point={"database": "ella_rollback_r1"}, started=1.0, updated=2.0,
+                   outcome="failed")
+    assert journal.summary(entry) == {
+        "id": "r1", "version": "2.1.0", "previous_version": "2.0.0", "host": "p22-ella-01", "phase": "starting",
+        "outcome": "failed", "open": True,
+        "steps": [{"step": "stop", "state": "done"}, {"step": "rollback_point", "state": "done"},
+                  {"step": "migrate", "state": "running"}],
+        "rollback_database": "ella_rollback_r1", "started": 1.0, "updated": 2.0}
+    closed = journal.summary({"phase": "closed"})
+    assert closed["open"] is False and closed["steps"] == [] and closed["rollback_database"] is None
+    assert journal.summary(None) is None and journal.summary({}) is None
+
+
+def test_release_steps_merge_marks_and_the_journal_in_time_order() -> None:
+    marks = [{"step": "lock", "at": "100"}, {"step": "served", "at": 131.5}]
+    entry = {"steps": [{"step": "stop", "started": 110.0, "finished": 111.0, "state": "done"},
+                       {"step": "migrate", "started": 111.0, "finished": None, "state": "failed"},
+                       {"step": "start", "started": 120.0, "finished": 131.0, "state": "done"}]}
+    steps = journal.release_steps(marks, entry, 140.0)
+    assert steps == [
+        {"name": "lock", "start": 100.0, "end": 110.0, "seconds": 10.0},
+        {"name": "stop", "start": 110.0, "end": 111.0, "seconds": 1.0},
+        {"name": "migrate", "start": 111.0, "end": 120.0, "seconds": 9.0, "state": "failed"},
+        {"name": "start", "start": 120.0, "end": 131.0, "seconds": 11.0},
+        {"name": "served", "start": 131.5, "end": 140.0, "seconds": 8.5},
+    ]
+
+
+def test_downtime_of_a_release_that_never_served_again_runs_until_the_end() -> None:
+    steps = [{"name": "stop", "start": 5.0, "end": 6.0},
+             {"name": "start", "start": 10.0, "end": 12.0, "state": "failed"}]
+    assert journal.downtime_seconds(steps, 40.0) == 35.0
+    assert journal.downtime_seconds(steps) is None
+    assert journal.downtime_seconds([{"name": "lock", "start": 0.0, "end": 1.0}], 40.0) is None
+
+
+def test_recover_says_why_in_the_operators_words() -> None:
+    assert journal.recovery(opened("live"), serving=False) == {
+        "action": "finish",
+        "why": "2.1.0 went live (phase live): finish the release; nothing is restored over users' writes"}
+    assert journal.recovery(opened("rolled_back"), serving=False) == {
+        "action": "finish_rollback",
+        "why": "the rollback of 2.1.0 was done (phase rolled_back): start the previous version if it is not "
+               "running, then close the release"}
+    assert journal.recovery(opened("window"), serving=False) == {
+        "action": "rollback",
+        "why": "2.1.0 never served (phase window, last step migrate (running)): roll back to 2.0.0"}
+
+
+def test_release_steps_without_a_journal_are_the_marks() -> None:
+    marks = [{"step": "lock", "at": 100.0}, {"step": "stop", "at": 101.0}, {"step": "served", "at": 103.0}]
+    assert journal.release_steps(marks, None, 110.0) == [
+        {"name": "lock", "start": 100.0, "end": 101.0, "seconds": 1.0},
+        {"name": "stop", "start": 101.0, "end": 103.0, "seconds": 2.0},
+        {"name": "served", "start": 103.0, "end": 110.0, "seconds": 7.0}]
+    assert journal.release_steps(marks[:1], {"phase": "window"}, 100.5) == [
+        {"name": "lock", "start": 100.0, "end": 100.5, "seconds": 0.5}]
+
+
+def test_step_times_and_downtime_are_kept_to_the_millisecond() -> None:
+    marks = [{"step": "stop", "at": 100.00012}, {"step": "served", "at": 101.23456}]
+    steps = journal.release_steps(marks, None, 102.98765)
+    assert steps == [{"name": "stop", "start": 100.0, "end": 101.235, "seconds": 1.234},
+                     {"name": "served", "start": 101.235, "end": 102.988, "seconds": 1.753}]
+    assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0},
+                                     {"name": "served", "start": 3.23456, "end": 4.0}]) == 2.235
+    assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0}], 3.23456) == 2.235

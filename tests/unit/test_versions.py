@@ -72,6 +72,16 @@ def test_a_pattern_never_resolves_to_a_pre_release():
         ("2.0.5", "2.1.0", "minor"),
         ("2.9.0", "3.0.0", "major"),
         ("2.10.0", "2.9.9", "downgrade"),
+        # A hotfix changes only PATCH, whatever the numbers (never read as a minor release,
+        # which would need staging first).
+        ("2.1.0", "2.1.1", "patch"),
+        ("2.0.1", "2.0.2", "patch"),
+        ("2.1.1", "2.1.2", "patch"),
+        # Same MAJOR.MINOR.PATCH, another pre-release or the release itself: never a hotfix.
+        ("1.18.0-rc.1", "1.18.0-rc.2", "minor"),
+        ("1.18.0-rc.1", "1.18.0", "minor"),
+        ("1.18.0", "1.18.0-rc.1", "downgrade"),
+        ("2.0.0", "1.99.99", "downgrade"),
     ],
 )
 def test_change_kind(current, target, kind):
@@ -98,3 +108,29 @@ def test_predicted_downtime_takes_the_rehearsal_and_the_last_release():
     assert predicted["seconds"] == 21.5 and "1.17.0" in predicted["from"]
     assumed = release.predict_downtime(rehearsal, [])
     assert assumed["steps"]["start"] == release.ASSUMED_STEPS["start"] and "assumed" in assumed["from"]
+
+
+def test_pre_releases_order_as_semver_says():
+    ordered = ["1.0.0-1", "1.0.0-2", "1.0.0-10", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+               "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1-rc.1", "1.0.1"]
+    assert sorted(reversed(ordered), key=versions.parse) == ordered
+    assert versions.is_prerelease("1.0.0-rc.1") and not versions.is_prerelease("1.0.0")
+
+
+def test_a_bare_release_file_name_is_read_too():
+    assert versions.files_by_version(["ella-release-v1.0.0.sif", "../archive/ella-release-1.0.1.sif"]) == {
+        "1.0.0": "ella-release-v1.0.0.sif", "1.0.1": "ella-release-1.0.1.sif"}
+
+
+def test_refusals_say_what_is_wrong():
+    with pytest.raises(versions.VersionError,
+                       match=r"^'2\.1' is not a version: use MAJOR\.MINOR\.PATCH, 1\.x or 1\.17\.x$"):
+        versions.parse("2.1")
+    with pytest.raises(versions.VersionError, match=r"^ella-release-v2\.9\.4\.sif is not staged in archive/releases$"):
+        versions.resolve("v2.9.4", ["2.9.3"])
+    with pytest.raises(versions.VersionError, match=r"^'latest' is not a version"):
+        versions.resolve("latest", ["2.9.3"])
+    with pytest.raises(versions.VersionError, match=r"^no staged release matches 4\.x \(staged: 2\.9\.3, 3\.0\.0\)$"):
+        versions.resolve("4.x", ["2.9.3", "3.0.0"])
+    with pytest.raises(versions.VersionError, match=r"^no staged release matches 4\.x \(staged: none\)$"):
+        versions.resolve("4.x", [])
