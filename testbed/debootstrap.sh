@@ -28,3 +28,26 @@ debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror"
 }
 
 in_root() { LANG=C.UTF-8 LC_ALL=C.UTF-8 chroot "$rootfs" "$@"; }
+
+# A PostgreSQL 15 cluster in the image, reachable from the test network with passwords;
+# settings for postgresql.conf beyond listen_addresses come on stdin.
+postgres_cluster() {
+    if [ ! -d "$rootfs/etc/postgresql/15/main" ]; then
+        in_root pg_createcluster --locale C.UTF-8 15 main
+    fi
+    { echo "listen_addresses = '*'"; cat; } >>"$rootfs/etc/postgresql/15/main/postgresql.conf"
+    echo 'host all all 0.0.0.0/0 scram-sha-256' >>"$rootfs/etc/postgresql/15/main/pg_hba.conf"
+}
+
+# import_rootfs TAG INIT TITLE: the root file system, apt's caches left out, as podman image
+# TAG whose command is INIT; prints TAG.
+import_rootfs() {
+    in_root apt-get clean
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
+    echo "build.sh: importing as $1" >&2
+    tar -C "$rootfs" -c . | podman import --quiet \
+        --change "CMD [\"$2\"]" \
+        --change "LABEL org.opencontainers.image.title=$3" \
+        - "$1" >/dev/null
+    echo "$1"
+}

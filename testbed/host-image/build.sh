@@ -35,20 +35,6 @@ install -m 0755 "$testbed/singularity" "$rootfs/usr/local/bin/singularity"
 install -d -m 0755 "$rootfs/var/lib/singularity/mnt/session"
 
 # PostgreSQL: reachable from the sandbox network with passwords, as the site's DB server is.
-if [ ! -d "$rootfs/etc/postgresql/15/main" ]; then
-    in_root pg_createcluster --locale C.UTF-8 15 main
-fi
-cat >>"$rootfs/etc/postgresql/15/main/postgresql.conf" <<'CONF'
-listen_addresses = '*'
-CONF
-echo 'host all all 0.0.0.0/0 scram-sha-256' >>"$rootfs/etc/postgresql/15/main/pg_hba.conf"
+postgres_cluster </dev/null
 
-in_root apt-get clean
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
-
-echo "build.sh: importing as $tag" >&2
-tar -C "$rootfs" -c . | podman import --quiet \
-    --change 'CMD ["/usr/local/sbin/sandbox-init"]' \
-    --change 'LABEL org.opencontainers.image.title=ella-sandbox-host' \
-    - "$tag" >/dev/null
-echo "$tag"
+import_rootfs "$tag" /usr/local/sbin/sandbox-init ella-sandbox-host

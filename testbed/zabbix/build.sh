@@ -24,17 +24,12 @@ echo 'ServerName localhost' >"$rootfs/etc/apache2/conf-available/servername.conf
 in_root a2enconf -q servername
 
 # PostgreSQL for the `db` role: reachable from the test network with passwords.
-if [ ! -d "$rootfs/etc/postgresql/15/main" ]; then
-    in_root pg_createcluster --locale C.UTF-8 15 main
-fi
-cat >>"$rootfs/etc/postgresql/15/main/postgresql.conf" <<'CONF'
-listen_addresses = '*'
+postgres_cluster <<'CONF'
 # A test server: durability traded for a fast schema load.
 fsync = off
 synchronous_commit = off
 full_page_writes = off
 CONF
-echo 'host all all 0.0.0.0/0 scram-sha-256' >>"$rootfs/etc/postgresql/15/main/pg_hba.conf"
 
 # The server's settings for a test: few processes, the configuration cache read often (a
 # host created through the API is known to the trappers within a second or two).
@@ -52,12 +47,4 @@ CONF
 
 install -m 0755 "$here/zabbix-init" "$rootfs/usr/local/sbin/zabbix-init"
 
-in_root apt-get clean
-rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
-
-echo "build.sh: importing as $tag" >&2
-tar -C "$rootfs" -c . | podman import --quiet \
-    --change 'CMD ["/usr/local/sbin/zabbix-init"]' \
-    --change 'LABEL org.opencontainers.image.title=ella-zbx-server' \
-    - "$tag" >/dev/null
-echo "$tag"
+import_rootfs "$tag" /usr/local/sbin/zabbix-init ella-zbx-server
