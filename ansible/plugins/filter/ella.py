@@ -87,7 +87,7 @@ def ella_journal_summary(journal):
     return _load("journal").summary(journal or None)
 
 
-def ella_recovery(journal, serving=False):
+def ella_recovery(journal, serving):
     """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback, why};
     serving: the new version passes the health gate on the journal's host now."""
     return _load("journal").recovery(journal or None, bool(serving))
