@@ -42,6 +42,10 @@ INITIAL_VERSION = "1.16.5"
 # of this release's source, into ELLA's data directory (fixtures/).
 FIXTURES_FROM = "1.16.5"
 # Gives a fresh environment its first release (testbed/playbooks/seed.yml).
+# ELLA's own processes inside its image (first letters bracketed: the pattern must not match
+# the shell that runs pkill with it).
+INSIDE_PATTERN = ("[a]pi.main:app|[s]rc/api/polling.py|[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket|"
+                  "[n]ginx: worker process|[s]upervisord -c /socket/supervisor.cfg")
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
 ADMIN_ROLE = "ella_admin"
@@ -198,8 +202,8 @@ class Sandbox:
 
     def reset(self, inventory: str = "sandbox", database_template: str | None = None) -> None:
         """Back to the state after `up`: INITIAL_VERSION running on the primary, its database
-        as the first release left it, no lock, no journal, no backups, no audit log, only the
-        staged images. From the golden copy `up` keeps (seconds), else by seeding again.
+        as the first release left it, no lock, no journal, no backups, no audit log, empty
+        logs, only the staged images. From the golden copy `up` keeps (seconds), else by seeding again.
         `database_template`: the database from a template `save_database` made instead (the
         benchmarks' generated data), with the golden copy's storage."""
         self._check_owner()
@@ -209,6 +213,12 @@ class Sandbox:
         storage = self.storage_dir(env.inventory)
         for relative in ("ella-prod/ella.sif", "ella-prod/data", "deploy", "backups"):
             _remove(storage / relative)
+        # ELLA's logs emptied, not removed (the host's supervisord keeps its own open): what
+        # `check` reads of the last minutes is then this run's only.
+        logs = storage / "ella-prod" / "logs"
+        for log in logs.iterdir() if logs.is_dir() else ():
+            if log.is_file():
+                os.truncate(log, 0)
         staged = {f"ella-release-v{v}.sif" for v in STAGED_VERSIONS}
         for image in (storage / "archive" / "releases").iterdir():
             if image.name not in staged:
@@ -282,12 +292,12 @@ class Sandbox:
                 _podman(
                     "exec", "--user", "root", host.container, "sh", "-c",
                     f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1 & sleep 0.2; "
-                    # (bracketed first letters: the patterns must not match this shell itself)
-                    "pkill -9 -f '^Singularity runtime parent'; pkill -9 -f '[a]pi.main:app|[s]rc/api/polling.py|"
-                    "[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket|[n]ginx: worker process|"
-                    "[s]upervisord -c /socket/supervisor.cfg|[s]quashfuse -f .*[.]sif /dev/fd/'; wait; "
-                    "for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent' >/dev/null || break; "
-                    "sleep 0.2; done; true",
+                    # The image's FUSE server goes last: a process still running from the image
+                    # when it goes fails on a stale file handle and logs a traceback, which
+                    # `check` would then count.
+                    f"pkill -9 -f '^Singularity runtime parent'; pkill -9 -f '{INSIDE_PATTERN}'; wait; "
+                    f"for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent|{INSIDE_PATTERN}' "
+                    ">/dev/null || break; sleep 0.2; done; pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
                 )
 
     def _start_ella(self, env: Environment) -> None:
@@ -299,6 +309,13 @@ class Sandbox:
         _podman("exec", "--user", "root", primary.container, "runuser", "-u", "ella", "--",
                 "supervisorctl", "-c", config, "start", "ella")
         deadline = time.monotonic() + 120
+        # Asked before gunicorn has bound its socket, nginx answers 502, and `check` counts
+        # those: the API is asked once gunicorn has forked a worker (it binds before that).
+        while _podman("exec", primary.container, "sh", "-c", "[ $(pgrep -c -f '[a]pi.main:app') -ge 2 ]",
+                      check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise EllaDeployError(f"sandbox: ELLA's gunicorn did not start on {primary.name} within 120s")
+            time.sleep(0.25)
         while True:
             try:
                 with urllib.request.urlopen(f"http://{primary.address}:3114/api/v1/config/", timeout=5) as answer:

@@ -29,8 +29,8 @@ def parse_output(statements: list[dict[str, Any]], stdout: str) -> list[dict[str
         if line.startswith(MARKER + " rows "):
             # "@@ella-task rows N COMMAND COUNT": what EXECUTE did (dbtask.psql_input).
             parts = line.split()
-            if len(parts) == 6 and parts[3].isdigit() and int(parts[3]) in results and parts[5].isdigit():
-                results[int(parts[3])].update(tag=parts[4], rows=int(parts[5]))
+            if len(parts) == 5 and parts[2].isdigit() and int(parts[2]) in results and parts[4].isdigit():
+                results[int(parts[2])].update(tag=parts[3], rows=int(parts[4]))
             continue
         if line.startswith(MARKER + " "):
             word = line.split()[1]
@@ -45,7 +45,9 @@ def parse_output(statements: list[dict[str, Any]], stdout: str) -> list[dict[str
         if current is None:
             continue
         if (timing := _TIME.match(line)) is not None:
-            current["ms"] = float(timing.group("ms").replace(",", ""))
+            # The statement's own time comes first (the row count's SELECT follows it).
+            if current["ms"] is None:
+                current["ms"] = float(timing.group("ms").replace(",", ""))
         elif (footer := _FOOTER.match(line)) is not None:
             current["tag"], current["rows"] = "SELECT", int(footer.group("rows"))
         elif (tag := _TAG.match(line)) is not None and current["tag"] is None:

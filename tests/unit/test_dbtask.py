@@ -685,3 +685,19 @@ def test_statements_of_names_each_statement_for_the_playbook(tmp_path) -> None:
     script = task_script(tmp_path, "SELECT 1;\n\nUPDATE t\nSET a = 1;\n")
     assert dbtask.statements_of(script) == [{"number": 1, "line": 1, "summary": "SELECT 1"},
                                             {"number": 2, "line": 3, "summary": "UPDATE t…"}]
+
+
+def test_parse_output_reads_what_psql_printed_for_the_wrapped_statements() -> None:
+    """psql 15's own output for psql_input's text (captured from the sandbox's server): each
+    statement's tag is DO, its command and rows come from the echoed line after it."""
+    from ella_deploy import sqlrun
+
+    printed = "\n".join([
+        "Pager usage is off.", "Timing is on.", "BEGIN", "Time: 0.140 ms", "SET", "Time: 0.069 ms",
+        f"{sqlrun.MARKER} 1", "DO", "Time: 11.216 ms", "Time: 0.193 ms", f"{sqlrun.MARKER} rows 1 CREATE 1",
+        f"{sqlrun.MARKER} 2", "DO", "Time: 0.508 ms", "Time: 0.048 ms", f"{sqlrun.MARKER} rows 2 UPDATE 3",
+        f"{sqlrun.MARKER} 3", "DO", "Time: 0.196 ms", "Time: 0.054 ms", f"{sqlrun.MARKER} rows 3 SELECT 0",
+        f"{sqlrun.MARKER} end", "ROLLBACK", "Time: 0.266 ms"])
+    statements = [{"number": n, "line": n + 1, "summary": f"s{n}"} for n in (1, 2, 3)]
+    assert [(r["number"], r["tag"], r["rows"], r["ms"]) for r in sqlrun.parse_output(statements, printed)] == [
+        (1, "CREATE", 1, 11.216), (2, "UPDATE", 3, 0.508), (3, "SELECT", 0, 0.196)]
