@@ -295,9 +295,11 @@ class Sandbox:
                     # The image's FUSE server goes last: a process still running from the image
                     # when it goes fails on a stale file handle and logs a traceback, which
                     # `check` would then count.
-                    f"pkill -9 -f '^Singularity runtime parent'; pkill -9 -f '{INSIDE_PATTERN}'; wait; "
-                    f"for _ in 1 2 3 4 5 6 7 8 9 10; do pgrep -f '^Singularity runtime parent|{INSIDE_PATTERN}' "
-                    ">/dev/null || break; sleep 0.2; done; pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
+                    # Killed again until none is left: one may be respawned (nginx by ELLA's own
+                    # supervisord) between the scan and the kill.
+                    "for _ in $(seq 25); do pkill -9 -f '^Singularity runtime parent'; "
+                    f"pkill -9 -f '{INSIDE_PATTERN}' || break; sleep 0.2; done; wait; "
+                    "pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
                 )
 
     def _start_ella(self, env: Environment) -> None:
