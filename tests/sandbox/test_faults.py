@@ -134,15 +134,18 @@ def test_sessions_of_other_logins_refuse_the_release_and_elles_own_leftovers_are
 # ---- 2. Once the new version served, nothing restores data -------------------------------------
 
 def test_a_failure_after_go_live_is_reported_never_undone(prod):
-    # The backup directory refuses the dump taken after go-live.
-    prod.exec("p22-ella-01", f"mkdir -p {PROD_ROOT}/backups && chmod 0500 {PROD_ROOT}/backups", user="ella")
+    # The backup taken after go-live cannot be written: where its directory belongs is a file
+    # (a mode the service user could change back, ella-deploy would change back).
+    prod.exec("p22-ella-01", f"rm -rf {PROD_ROOT}/backups && echo not a directory > {PROD_ROOT}/backups", user="ella")
     try:
         code, summary, stderr = release("1.17.0", "--skip-staging-check")
     finally:
-        prod.exec("p22-ella-01", f"chmod 0750 {PROD_ROOT}/backups", user="ella")
+        prod.exec("p22-ella-01", f"rm -f {PROD_ROOT}/backups", user="ella")
     record = summary["record"]
     assert record["outcome"] == "success", (code, stderr)
-    assert record["after_live_errors"] and "Dump the rollback point" in record["after_live_errors"][0]["task"]
+    assert record["after_live_errors"] and "backup directory" in record["after_live_errors"][0]["task"], record
+    # No dump was written: the rollback point (the pre-release data) stays until `accept`.
+    assert [d for d in prod.databases() if "_rollback_" in d], prod.databases()
     assert revision(prod) == "92066141f180" and status()["active_hosts"] == ["p22-ella-01"]
     assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'before the release %';") == "5"
     assert EllaUser(prod).report_errors(1, "after go-live") == ["after go-live 0"]
@@ -177,7 +180,7 @@ def test_a_lost_ssh_connection_during_the_window_ends_rolled_back(prod):
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
     # Every SSH session to the host ends (as when the network drops): the module on the host goes on.
-    prod.exec("p22-ella-01", "pkill -f 'sshd: deploy' || true")
+    prod.exec("p22-ella-01", "pkill -f '[s]shd: deploy' || true")
     out, err = run.communicate(timeout=900)
     record = json.loads(out).get("record") or {}
     if record.get("outcome") != "rolled_back":
