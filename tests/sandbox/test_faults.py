@@ -210,7 +210,7 @@ def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(pro
     assert code == 75 and ("recover" in stderr or "deploy lock held" in stderr), stderr
     # recover waits for the host to finish its step, breaks the lock of the dead process, rolls back.
     found = run_cli("--inventory", "sandbox", "--output", "json", "recover")
-    assert found.returncode == 0, found.stderr
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr
     result = json.loads(found.stdout)
     assert result["decision"]["action"] == "rollback" and "never served" in result["decision"]["why"]
     assert result["record"]["lock_broken"]["gone"]
