@@ -40,7 +40,7 @@ def worst_but_machine(report: dict) -> str:
 
 def inner_supervisorctl(sandbox, command: str) -> None:
     """ELLA's own supervisord inside its image, over its socket in the host's /socket directory."""
-    password = sandbox.exec("p22-ella-01", f"sed -n 's/^password=//p' {SOCKET}/supervisor.cfg | head -1",
+    password = sandbox.exec("p22-ella-01", f"sed -n 's/^password *= *//p' {SOCKET}/supervisor.cfg | head -1",
                             user="ella").stdout.strip()
     sandbox.exec("p22-ella-01", f"supervisorctl -s unix://{SOCKET}/supervisor.sock -u ella -p '{password}' {command}",
                  user="ella")
