@@ -12,7 +12,10 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -148,6 +151,14 @@ def _isolated_environment(extra: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def _close_connections(control_dir: Path) -> None:
+    """End the run's shared SSH connections and remove their directory."""
+    for socket_path in control_dir.iterdir() if control_dir.is_dir() else ():
+        subprocess.run(["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "ella-deploy-run"],
+                       capture_output=True, timeout=10, check=False)
+    shutil.rmtree(control_dir, ignore_errors=True)
+
+
 def _failure_message(result: Mapping[str, Any]) -> str:
     """The message of a failed task; for a failed command, the last line it printed."""
     message = str(result.get("msg") or "").strip()
@@ -235,10 +246,14 @@ def run_playbook(
     cmdline = ["--check"] if check else []
     started = time.monotonic()
     # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless the caller set it, and that
-    # overrides ansible.cfg: hosts would answer with any key. Pinned keys are checked, always.
+    # overrides ansible.cfg: hosts would answer with any key. Pinned keys are checked, always,
+    # on every run: SSH's shared connections (ControlPersist) live in a directory of this run
+    # only, so no run rides on a connection whose host key an earlier run checked.
+    control_dir = Path(tempfile.mkdtemp(prefix="ella-cp-"))
     try:
         with _isolated_environment({"ANSIBLE_CONFIG": str(paths.PROJECT_ROOT / "ansible.cfg"),
-                                    "ANSIBLE_HOST_KEY_CHECKING": "True"}):
+                                    "ANSIBLE_HOST_KEY_CHECKING": "True",
+                                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}):
             runner = ansible_runner.run(
                 private_data_dir=str(private_data_dir),
                 ident="run",
@@ -259,6 +274,7 @@ def run_playbook(
         # What the run was given may be data (a db-task's statements): not kept beyond the
         # run, also when it ends by an exception (KeyboardInterrupt included).
         extravars_file.unlink(missing_ok=True)
+        _close_connections(control_dir)
     seconds = time.monotonic() - started
     _rotate(run_root)
 

@@ -158,3 +158,32 @@ def test_the_extra_vars_file_is_gone_even_when_the_run_raises(tmp_path, monkeypa
     (extravars, text, mode), = seen
     assert '"rows": "data"' in text and mode == 0o600
     assert not extravars.exists()
+
+
+def test_each_run_has_its_own_ssh_connections_and_removes_them(tmp_path, monkeypatch):
+    """Host keys are checked on every run: SSH's shared connections (ControlPersist) live in a
+    directory of the run, private, and gone when it ends, so no run reuses a connection an
+    earlier run opened (and checked)."""
+    import ansible_runner
+
+    from ella_deploy import runner as runner_module
+
+    monkeypatch.setenv("ELLA_DEPLOY_STATE_DIR", str(tmp_path / "state"))
+    seen = []
+
+    def run(**_kwargs):
+        directory = Path(os.environ["ANSIBLE_SSH_CONTROL_PATH_DIR"])
+        (directory / "leftover").write_text("")
+        seen.append((directory, stat.S_IMODE(directory.stat().st_mode)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ansible_runner, "run", run)
+    playbook = tmp_path / "playbook.yml"
+    playbook.write_text(FAILING_PLAYBOOK)
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            runner_module.run_playbook(playbook, tmp_path / "hosts.ini")
+    (first, mode), (second, _) = seen
+    assert first != second and mode == 0o700
+    assert not first.exists() and not second.exists()
+    assert "ANSIBLE_SSH_CONTROL_PATH_DIR" not in os.environ
