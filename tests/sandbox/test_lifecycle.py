@@ -19,7 +19,7 @@ def container_ids() -> dict[str, str]:
 
 
 def ella_pid(sandbox) -> str:
-    return sandbox.exec("p22-ella-01", "pgrep -f '[e]lla-release-.*sif run'").stdout.strip()
+    return sandbox.exec("p22-ella-01", "pgrep -f '^Singularity runtime parent'").stdout.strip()
 
 
 def test_up_again_changes_nothing_that_runs(fresh):
