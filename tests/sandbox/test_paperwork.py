@@ -10,6 +10,7 @@ from pathlib import Path
 import docx
 
 from tests.conftest import free_port, run_cli
+from tests.sandbox.conftest import HEAD_1_16_5, alembic_head
 
 
 def message(envelope) -> email.message.EmailMessage:
@@ -41,7 +42,7 @@ def test_notices_at_their_step_never_fail_a_release_and_the_change_record_follow
     assert cells["Endring"] == "1.16.5 → 1.17.0 (minor)"
     assert cells["Verifisering i staging"] == "IKKE verifisert i sandbox-staging (--skip-staging-check)"
     assert cells["Akseptansetest i produksjon"].startswith("ikke registrert")
-    assert cells["Databasemigreringer"] == "4f1c2a9e7b30 → 8d3e5b71c0a2"
+    assert cells["Databasemigreringer"] == f"{HEAD_1_16_5} → {alembic_head('1.17.0')}"
 
     # The testers' notice by hand, then the acceptance tells the users.
     resent = run_cli("--inventory", "sandbox", "notify", "acceptance", "--version", "1.17.0", "--send", env=env)
