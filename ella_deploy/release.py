@@ -322,7 +322,8 @@ def accept(inventory: Path, command: str, progress: ProgressCallback | None = No
                  "ella_deploy_test_sheet": test_sheet}
     result = run_playbook("accept.yml", inventory, extravars=extravars, progress=progress)
     if not result.ok:
-        raise EllaDeployError(f"accept: {result.error_summary()}", ExitCode.FAILED)
+        raise EllaDeployError(f"accept: {result.error_summary()}",
+                              ExitCode.REFUSED if result.refused else ExitCode.FAILED)
     return dict(result.published["ella_audit_record"])
 
 
