@@ -145,7 +145,7 @@ def test_a_failure_after_go_live_is_reported_never_undone(prod):
     assert record["outcome"] == "success", (code, stderr)
     assert record["after_live_errors"] and "backup directory" in record["after_live_errors"][0]["task"], record
     # No dump was written: the rollback point (the pre-release data) stays until `accept`.
-    assert [d for d in prod.databases() if "_rollback_" in d], prod.databases()
+    assert [d for d in prod.databases() if d.startswith("ella_rollback_")], prod.databases()
     assert revision(prod) == "92066141f180" and status()["active_hosts"] == ["p22-ella-01"]
     assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'before the release %';") == "5"
     assert EllaUser(prod).report_errors(1, "after go-live") == ["after go-live 0"]
