@@ -140,6 +140,8 @@ def test_the_api_answers_on_the_active_host_only(fresh):
 
 
 def test_staging_has_its_own_storage_and_database(sandbox):
+    # (Earlier tests release on staging: from its first release again.)
+    run_cli("sandbox", "reset", "sandbox-staging", check=True)
     staging_root = "/ess/p22/data/durable/staging/ella"
     assert sandbox.exec("p22-ella-staging-01", f"test -L {staging_root}/ella-prod/ella.sif", check=False).rc == 0
     assert sandbox.exec("p22-ella-staging-01", f"test -e {PROD_ROOT}", check=False).rc != 0
