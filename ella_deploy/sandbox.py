@@ -41,11 +41,11 @@ INITIAL_VERSION = "1.16.5"
 # The site's fixtures (gene panels, user groups, filter configs, users) come from the test data
 # of this release's source, into ELLA's data directory (fixtures/).
 FIXTURES_FROM = "1.16.5"
-# Gives a fresh environment its first release (testbed/playbooks/seed.yml).
 # ELLA's own processes inside its image (first letters bracketed: the pattern must not match
 # the shell that runs pkill with it).
 INSIDE_PATTERN = ("[a]pi.main:app|[s]rc/api/polling.py|[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket|"
                   "[n]ginx: worker process|[s]upervisord -c /socket/supervisor.cfg")
+# Gives a fresh environment its first release (testbed/playbooks/seed.yml).
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
 ADMIN_ROLE = "ella_admin"
@@ -505,11 +505,10 @@ class Sandbox:
         )
 
     def _forget_release(self, env: Environment) -> None:
-        """The database server was made anew (its container recreated, for a new host image),
-        or ELLA never made its schema:
-        the environment's storage still says a release ran there, and its golden copy holds
-        files of a database that is gone. Both go, so that the seed makes the first release
-        again instead of starting ELLA on an empty database."""
+        """The environment's database has no ELLA schema (the server was made anew, its
+        container recreated for a new host image) while its storage still says a release ran
+        there and its golden copy belongs to a database that is gone: both go, so that the
+        seed makes the first release again instead of starting ELLA on an empty database."""
         storage = self.storage_dir(env.inventory)
         if not (storage / "ella-prod" / "ella.sif").is_symlink():
             return
