@@ -75,6 +75,13 @@ def sanitized_command(argv: Sequence[str]) -> str:
     return SECRET_OPTION.sub(r"\1\2***", shlex.join(["ella-deploy", *argv]))
 
 
+def without_data(argv: Sequence[str], data: Sequence[str]) -> list[str]:
+    """The command line with the values that are data (a broadcast's message, a user name given
+    to `cli`) replaced: the record keeps what was run, and their sha256 beside it."""
+    values = {value for value in data if value}
+    return ["<data>" if item in values else item for item in argv]
+
+
 def run_metadata(command: str, fenced_hosts: Sequence[str] = ()) -> dict[str, Any]:
     """Who ran what: the extra vars every changing playbook records (ella_deploy_*)."""
     return {

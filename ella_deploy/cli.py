@@ -593,8 +593,8 @@ def cmd_cli(args: argparse.Namespace) -> int:
     def ask(writing: list[str]) -> None:
         confirm.require(args.command, inventory, *confirm.ella_cli(inventory, writing), yes=args.yes)
 
-    result = operations.ella_cli(inventory, ella_args, audit.sanitized_command(args.argv), _progress(args.output),
-                                 confirm=ask)
+    command = audit.sanitized_command(audit.without_data(args.argv, ella_args[2:]))
+    result = operations.ella_cli(inventory, ella_args, command, _progress(args.output), confirm=ask)
     console.close_all()
     if args.output == "json":
         _emit(args.output, "", result)

@@ -65,3 +65,12 @@ def test_run_metadata_names_operator_command_and_fenced_hosts():
     assert metadata["ella_deploy_command"] == "ella-deploy failover"
     assert metadata["ella_deploy_fenced_hosts"] == ["p22-ella-01"]
     assert "@" in metadata["ella_deploy_operator"]
+
+
+def test_a_commands_data_never_reaches_its_recorded_command_line():
+    from ella_deploy import audit as audit_module
+
+    argv = ["-i", "prod", "broadcast", "new", "Nedetid fredag 16-18", "--yes"]
+    command = audit_module.sanitized_command(audit_module.without_data(argv, ["Nedetid fredag 16-18"]))
+    assert command == "ella-deploy -i prod broadcast new '<data>' --yes"
+    assert audit_module.without_data(["cli", "--", "users", "list"], []) == ["cli", "--", "users", "list"]
