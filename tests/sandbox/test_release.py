@@ -138,8 +138,6 @@ def ella_pid(sandbox, host: str = "p22-ella-01") -> str:
     return sandbox.exec(host, "pgrep -f '^Singularity runtime parent'", user="ella", check=False).stdout.strip()
 
 
-@pytest.mark.xfail(strict=True, reason="known defect, open in #11/#12: rehearse of a migration that fails ends "
-                   "'Action failed: Unknown error' instead of naming the failed revision (seen 2026-11-30)")
 def test_rehearse_and_check_measure_and_plan_while_production_serves_untouched(prod):
     before = table_checksums(prod)
     link = prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip()

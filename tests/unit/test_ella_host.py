@@ -51,3 +51,44 @@ def test_a_polling_worker_that_outlived_its_ella_is_an_ella_server():
     }
     [found] = ella_host.ella_processes(table=table)
     assert (found["pid"], found["role"], found["singularity"]) == (4_000_001, "server", False)
+
+
+# alembic's stderr as ELLA v1.17.2's `database upgrade head` prints it, with the testbed's fault
+# release (a fourth migration that raises) after the three real ones.
+UPGRADE_STDERR = """\
+/dist/ella-python/lib/python3.11/site-packages/sqlalchemy/orm/query.py:195: SyntaxWarning: "is not" with a literal.
+INFO  [alembic.runtime.migration] Context impl PostgresqlImpl.
+INFO  [alembic.runtime.migration] Will assume transactional DDL.
+INFO  [alembic.runtime.migration] Running upgrade 1675e8d8b078 -> 88b3cbf57659, Support gene panels from GPB
+INFO  [alembic.runtime.migration] Running upgrade 88b3cbf57659 -> 92066141f180, Update json schemas
+INFO  [alembic.runtime.migration] Running upgrade 92066141f180 -> 4c2844fef850, Allele report
+"""
+
+
+def _done(returncode, stderr):
+    import subprocess
+    return subprocess.CompletedProcess(["ella-cli"], returncode, stdout="", stderr=stderr)
+
+
+def test_an_upgrade_reports_the_migrations_it_ran():
+    report = ella_host.upgrade_report(_done(0, UPGRADE_STDERR))
+    assert report == {"error": None, "applied": ["1675e8d8b078 -> 88b3cbf57659, Support gene panels from GPB",
+                                                 "88b3cbf57659 -> 92066141f180, Update json schemas",
+                                                 "92066141f180 -> 4c2844fef850, Allele report"]}
+    assert ella_host.interpret("migration", _done(0, "")) == {"applied": [], "error": None}
+
+
+def test_a_failed_upgrade_names_the_migration_it_failed_in_and_the_error():
+    stderr = UPGRADE_STDERR + ("INFO  [alembic.runtime.migration] Running upgrade 4c2844fef850 -> fa11ed000001, fault\n"
+                               "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                               "RuntimeError: revision fa11ed000001 fails on purpose\n")
+    report = ella_host.upgrade_report(_done(1, stderr))
+    assert report["error"] == ("ella-cli database upgrade head exited 1 in the migration 4c2844fef850 -> fa11ed000001: "
+                               "RuntimeError: revision fa11ed000001 fails on purpose")
+    assert len(report["applied"]) == 4
+
+
+def test_an_upgrade_that_fails_before_any_migration_says_so():
+    report = ella_host.upgrade_report(_done(1, "sqlalchemy.exc.OperationalError: connection refused\n"))
+    assert report["error"] == ("ella-cli database upgrade head exited 1 before any migration started: "
+                               "sqlalchemy.exc.OperationalError: connection refused")

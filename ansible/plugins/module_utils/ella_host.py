@@ -357,6 +357,22 @@ BROADCAST_INACTIVE = re.compile(r"^Message with id (\d+) set as inactive\s*$", r
 BROADCAST_ROW = re.compile(r"^\s*(\d+)\s*\|\s*(\S+)\s*\|\s*(true|false)\s*\|\s(.*?)\s*\|\s*$")
 
 
+# alembic's line for each migration it starts (ELLA's logging sends it to stderr).
+UPGRADE_LINE = re.compile(r"Running upgrade (\S+ -> [^\s,]+.*?)\s*$", re.M)
+
+
+def upgrade_report(done):
+    """What `ella-cli database upgrade head` did, read from alembic's "Running upgrade A -> B,
+    doc" lines: the migrations it started, in order, and when it failed, one line naming the
+    migration it failed in (the last one started) and the error's last line; else error None."""
+    started = UPGRADE_LINE.findall((done.stdout or "") + "\n" + (done.stderr or ""))
+    if done.returncode == 0:
+        return {"applied": started, "error": None}
+    where = ("in the migration %s" % started[-1].split(",")[0]) if started else "before any migration started"
+    return {"applied": started, "error": "ella-cli database upgrade head exited %d %s: %s"
+            % (done.returncode, where, last_line(done.stderr or done.stdout))}
+
+
 def interpret(kind, done):
     """What an ella-cli command's output means, for the commands whose output ella-deploy
     relies on. ELLA prints its messages on stdout and exits 0 even when it did nothing
@@ -378,4 +394,6 @@ def interpret(kind, done):
         rows = [BROADCAST_ROW.match(line) for line in done.stdout.splitlines()]
         return {"broadcasts": [{"id": int(m.group(1)), "date": m.group(2), "active": m.group(3) == "true",
                                 "message": m.group(4)} for m in rows if m]}
+    if kind == "migration":
+        return upgrade_report(done)
     return {}

@@ -32,9 +32,12 @@ options:
     type: str
     default: ""
   expect:
-    description: How to read the output; anything but C(none) fails when it does not say success.
+    description:
+      - How to read the output; C(compare) and the broadcasts fail when it does not say success.
+      - C(migration) reads C(database upgrade head) (the migrations started; on failure one line
+        naming the one it failed in) and leaves the verdict to the caller, with C(rc).
     type: str
-    choices: [none, compare, broadcast_new, broadcast_deactivate, broadcast_list]
+    choices: [none, compare, broadcast_new, broadcast_deactivate, broadcast_list, migration]
     default: none
   changes:
     description: Whether the command changes ELLA's data.
@@ -73,7 +76,7 @@ def main():
             environment=dict(type="dict", default={}),
             stdin=dict(type="str", default=""),
             expect=dict(type="str", default="none",
-                        choices=["none", "compare", "broadcast_new", "broadcast_deactivate", "broadcast_list"]),
+                        choices=["none", "compare", "broadcast_new", "broadcast_deactivate", "broadcast_list", "migration"]),
             changes=dict(type="bool", default=True),
             timeout=dict(type="int", default=3600),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),

@@ -117,7 +117,7 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_host import (
-    Supervisor, ella_cli, ella_processes, end_ella, inner_programs, last_line, switch_symlink,
+    Supervisor, ella_cli, ella_processes, end_ella, inner_programs, last_line, switch_symlink, upgrade_report,
 )
 from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import PgError, Server, stamp
@@ -298,11 +298,10 @@ class Window:
 
     def migrate(self, server, release):
         done = self.cli(release["image"], ["database", "upgrade", "head"], timeout=release.get("migrate_timeout"))
-        applied = [line.split("Running upgrade", 1)[1].strip() for line in (done.stdout + done.stderr).splitlines()
-                   if "Running upgrade" in line]
-        if done.returncode != 0:
-            raise WindowError("ella-cli database upgrade head exited %d: %s"
-                              % (done.returncode, last_line(done.stderr or done.stdout)))
+        report = upgrade_report(done)
+        if report["error"]:
+            raise WindowError(report["error"])
+        applied = report["applied"]
         revision = server.revision()
         if release.get("head") and revision != release["head"]:
             raise WindowError("after the migration the database is at %s, the image's head is %s"
