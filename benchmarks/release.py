@@ -50,7 +50,8 @@ PROD_ROOT = "/ess/p22/data/durable/production/ella"
 HOST, DB_HOST = "ella-sandbox-p22-ella-01", "ella-sandbox-p22-ella-db"
 CLI = [sys.executable, "-m", "ella_deploy", "--inventory", "sandbox"]
 FROM, TO = "1.16.5", "1.17.0"
-CONFIG_NEXT = f"{PROD_ROOT}/ella-prod/data/.bench-ella_config-{TO}.yml"
+# On the host, outside the storage that `sandbox reset` puts back.
+CONFIG_NEXT = f"/tmp/.bench-ella_config-{TO}.yml"
 # Where the written procedure's dump goes and what the floor's copy is called.
 DUMP = f"{PROD_ROOT}/backups/bench-procedure.dump"
 FLOOR_COPY = "ella_bench_floor"
