@@ -284,23 +284,29 @@ class Sandbox:
     def _stop_ella(self, env: Environment) -> None:
         """Everything ELLA on the environment's hosts, however started: the runtime parents and
         what runs inside the image (a stray ELLA started by a test as well)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         config = f"{env.root}/ops/supervisor/supervisor.cfg"
-        for host in self.hosts:
-            if host.storage == env.inventory:
-                # Not ELLA's graceful stop (seconds): the database and the data go anyway. The
-                # program is stopped (so supervisord does not restart it) while it is killed.
-                _podman(
-                    "exec", "--user", "root", host.container, "sh", "-c",
-                    f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1 & sleep 0.2; "
-                    # The image's FUSE server goes last: a process still running from the image
-                    # when it goes fails on a stale file handle and logs a traceback, which
-                    # `check` would then count.
-                    # Killed again until none is left: one may be respawned (nginx by ELLA's own
-                    # supervisord) between the scan and the kill.
-                    "for _ in $(seq 25); do pkill -9 -f '^Singularity runtime parent'; "
-                    f"pkill -9 -f '{INSIDE_PATTERN}' || break; sleep 0.2; done; wait; "
-                    "pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
-                )
+
+        def stop(host: SandboxHost) -> None:
+            # Not ELLA's graceful stop (seconds): the database and the data go anyway. The
+            # program is stopped (so supervisord does not restart it) while it is killed.
+            _podman(
+                "exec", "--user", "root", host.container, "sh", "-c",
+                f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1 & sleep 0.2; "
+                # The image's FUSE server goes last: a process still running from the image
+                # when it goes fails on a stale file handle and logs a traceback, which
+                # `check` would then count.
+                # Killed again until none is left: one may be respawned (nginx by ELLA's own
+                # supervisord) between the scan and the kill.
+                "for _ in $(seq 25); do pkill -9 -f '^Singularity runtime parent'; "
+                f"pkill -9 -f '{INSIDE_PATTERN}' || break; sleep 0.2; done; wait; "
+                "pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
+            )
+
+        # Every host of the environment at once.
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(stop, [host for host in self.hosts if host.storage == env.inventory]))
 
     def _start_ella(self, env: Environment) -> None:
         """ELLA on the primary, as supervisord starts it, and wait until its API answers."""

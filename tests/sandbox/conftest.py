@@ -99,6 +99,14 @@ def release(version: str, *options: str, timeout: float = 900, env: dict | None 
     return done.returncode, summary, done.stderr
 
 
+def running_image(sandbox, host: str = "p22-ella-01") -> str:
+    """The image the Singularity runtime parent of ELLA on `host` holds open (read as the
+    service user: the process lives in its user namespace, which root in the VM may not enter)."""
+    return sandbox.exec(host, "for pid in $(pgrep -f '^Singularity runtime parent'); do "
+                              "ls -l /proc/$pid/fd | grep -o '[^/]*[.]sif$'; done", user="ella",
+                        check=False).stdout.strip()
+
+
 def stage_fault(sandbox, fault: str, version: str = "1.17.2") -> str:
     """A release broken on purpose (testbed/ella-image/faults), staged as any release is;
     returns the version to ask for (1.17.2-fault.NAME: never chosen by a pattern)."""

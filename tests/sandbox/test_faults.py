@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import (
-    HEAD_1_16_5, EllaUser, release, revision, stage_fault, table_checksums,
+    HEAD_1_16_5, EllaUser, release, revision, running_image, stage_fault, table_checksums,
 )
 from tests.sandbox_access import PROD_ROOT
 
@@ -259,7 +259,12 @@ def test_a_changed_program_section_is_applied_before_the_failover_starts(prod):
 
 # ---- 6. A rollback restores what the fixtures step wrote, and its record ------------------------
 
-def test_a_rollback_after_the_fixtures_step_restores_user_groups_and_the_record(prod, fixtures_dir):
+def test_a_release_that_never_serves_rolls_back_its_migrations_and_user_groups_by_the_rollback_point(
+        prod, fixtures_dir):
+    """1.17.2 with an API that never answers, and a changed user group: ELLA's three migrations
+    ran and the fixtures step applied the group, then the health gate waits in vain. The old
+    image does not know the new revision; the rollback does not ask it, it swaps the rollback
+    point back (the data, the groups) and the fixtures record."""
     groups = json.loads((fixtures_dir / "usergroups.json").read_text())
     groups[0]["config"]["overview"]["views"] = ["analyses"]
     (fixtures_dir / "usergroups.json").write_text(json.dumps(groups, indent=2))
@@ -271,22 +276,37 @@ def test_a_rollback_after_the_fixtures_step_restores_user_groups_and_the_record(
     assert code == 2, stderr
     record = summary["record"]
     assert record["outcome"] == "rolled_back" and record["fixtures_applied"] == ["usergroups"]
+    assert record["migrations"]["applied"], "the faulty release's migrations should have run"
+    assert "health gate" in record["failure"]["message"]
+    assert revision(prod) == HEAD_1_16_5
     assert table_checksums(prod)["usergroup"] == before["usergroup"]
     assert table_checksums(prod) == before
     assert record_file.read_text() == record_before
+    assert running_image(prod) == "ella-release-v1.16.5.sif"
+    assert prod.exec("p22-ella-01", f"readlink {PROD_ROOT}/ella-prod/ella.sif").stdout.strip() \
+        == "../archive/releases/ella-release-v1.16.5.sif"
+    assert prod.journal()["phase"] == "done" and prod.journal()["outcome"] == "rolled_back"
 
 
 # ---- 7. The lock knows its holder ---------------------------------------------------------------
 
-def test_a_live_lock_is_never_broken_and_a_dead_one_is_broken_audited(prod):
+def test_a_live_lock_is_never_broken_nor_its_token_written_and_a_dead_one_is_broken_audited(prod):
+    from ella_deploy import paths
+
     lock = prod.storage("deploy/lock")
     run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
                             "--yes", "--skip-staging-check"], cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: (lock / "holder.json").exists(), what="the lock")
+    token = json.loads((lock / "holder.json").read_text())["token"]
     refused = run_cli("--inventory", "sandbox", "stop", "--break-lock", "I am sure")
     assert refused.returncode == 75 and "still there" in refused.stderr, refused.stderr
+    assert token not in refused.stdout + refused.stderr
     assert run.wait(timeout=900) == 0
+    # The lock's token (whoever holds it may release it) is in no ansible-runner artifact: not
+    # the release's, not the refused break's.
+    found = [p for p in (paths.state_dir() / "runs").rglob("*") if p.is_file() and token in p.read_text(errors="replace")]
+    assert found == []
     # A lock left by a run that died long ago (heartbeat older than its lease) is broken, audited.
     prod.exec("p22-ella-01", f"mkdir {PROD_ROOT}/deploy/lock && echo '{{\"operator\": \"ghost\", \"token\": \"t\", "
                              f"\"lease_seconds\": 90}}' > {PROD_ROOT}/deploy/lock/holder.json && "
@@ -297,20 +317,6 @@ def test_a_live_lock_is_never_broken_and_a_dead_one_is_broken_audited(prod):
     record = json.loads(broken.stdout)["record"]
     assert record["lock_broken"]["operator"] == "ghost" and record["lock_broken"]["break_reason"] == "ghost left it"
     assert "no heartbeat" in record["lock_broken"]["gone"]
-
-
-def test_the_lock_token_never_reaches_the_artifacts(prod):
-    lock = prod.storage("deploy/lock/holder.json")
-    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", "1.17.0",
-                            "--yes", "--skip-staging-check"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    wait_for(lambda: lock.exists(), what="the lock")
-    token = json.loads(lock.read_text())["token"]
-    assert run.wait(timeout=900) == 0
-    from ella_deploy import paths
-
-    found = [p for p in (paths.state_dir() / "runs").rglob("*") if p.is_file() and token in p.read_text(errors="replace")]
-    assert found == []
 
 
 # ---- 9. Writes through ella-cli wait for the lock ---------------------------------------------
