@@ -10,7 +10,9 @@ released (two real migrations, a new configuration schema), three ways, alternat
              configuration, `ella-cli database upgrade head` in the new image, start, wait
              until the API answers. Downtime = its whole run.
   floor      the same with the procedure's dump replaced by the cheapest rollback point the
-             server offers (CREATE DATABASE ... TEMPLATE): what the database and ELLA must do.
+             server offers (CREATE DATABASE ... TEMPLATE ... STRATEGY FILE_COPY, as ella-deploy
+             makes its rollback point; PostgreSQL 15's default WAL_LOG is slower for a whole
+             database): what the database and ELLA must do.
   tool       `ella-deploy release 1.17.0 --yes`, timed from outside (wall) and by its own
              record (downtime from stop to serving, steps).
 
@@ -161,8 +163,8 @@ DB_URL = "postgresql://ella@p22-ella-db:5432"
 ROLLBACK_POINTS = {
     "procedure": f"mkdir -p $ROOT/backups; pg_dump --no-password --format=custom --file={DUMP} --dbname={DB_URL}/ella",
     # ELLA's sessions end with ELLA; CREATE DATABASE waits for none (retried as a person would).
-    "floor": (f"until psql --no-password -q -d {DB_URL}/postgres -c 'CREATE DATABASE {FLOOR_COPY} TEMPLATE ella' "
-              f"2>/dev/null; do sleep 0.1; done"),
+    "floor": (f"until psql --no-password -q -d {DB_URL}/postgres "
+              f"-c 'CREATE DATABASE {FLOOR_COPY} TEMPLATE ella STRATEGY FILE_COPY' 2>/dev/null; do sleep 0.1; done"),
 }
 
 
