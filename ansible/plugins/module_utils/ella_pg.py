@@ -36,6 +36,9 @@ WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
 """
 
 
+# A connection of a client, not one of the server's own processes (PostgreSQL >= 10).
+CLIENT_BACKEND = "backend_type = 'client backend'"
+
 class PgError(Exception):
     """A database operation that did not happen; the message says why in one line."""
 
@@ -121,11 +124,14 @@ class Server:
 
     def sessions(self, database):
         """Other sessions connected to `database` (ELLA, psql, anyone):
-        (pid, address, application, login, seconds since the session began)."""
+        (pid, address, application, login, seconds since the session began). Client
+        connections only: the server's own workers on a database (autovacuum, which starts
+        on a freshly restored copy, and parallel workers) have no login, and CREATE DATABASE
+        ends autovacuum on its template itself."""
         return self.maintenance(
             "SELECT pid, coalesce(host(client_addr), 'local'), application_name, usename, "
             "round(extract(epoch FROM now() - backend_start))::int FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+            "WHERE datname = %s AND pid <> pg_backend_pid() AND " + CLIENT_BACKEND, (database,))
 
     def login(self):
         """The login this server object connects as."""
@@ -149,7 +155,8 @@ class Server:
             if time.monotonic() >= deadline:
                 ended = self.maintenance(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid()", (database,))[0][0]
+                    "WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid() AND "
+                    + CLIENT_BACKEND, (database,))[0][0]
                 time.sleep(0.5)
                 left = self.sessions(database)
                 if left:
