@@ -36,8 +36,10 @@ WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
 """
 
 
-# A connection of a client, not one of the server's own processes (PostgreSQL >= 10).
-CLIENT_BACKEND = "backend_type = 'client backend'"
+# A session of a login, not one of the server's own workers (autovacuum runs as no login).
+# (Not backend_type: a login without pg_read_all_stats sees it NULL on other logins' rows.)
+LOGIN_SESSION = "usesysid IS NOT NULL"
+
 
 class PgError(Exception):
     """A database operation that did not happen; the message says why in one line."""
@@ -124,14 +126,13 @@ class Server:
 
     def sessions(self, database):
         """Other sessions connected to `database` (ELLA, psql, anyone):
-        (pid, address, application, login, seconds since the session began). Client
-        connections only: the server's own workers on a database (autovacuum, which starts
-        on a freshly restored copy, and parallel workers) have no login, and CREATE DATABASE
-        ends autovacuum on its template itself."""
+        (pid, address, application, login, seconds since the session began). Sessions of a
+        login only: the server's own autovacuum worker (which starts on a freshly restored
+        copy) has none, and CREATE DATABASE ends it on its template itself."""
         return self.maintenance(
             "SELECT pid, coalesce(host(client_addr), 'local'), application_name, usename, "
             "round(extract(epoch FROM now() - backend_start))::int FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid() AND " + CLIENT_BACKEND, (database,))
+            "WHERE datname = %s AND pid <> pg_backend_pid() AND " + LOGIN_SESSION, (database,))
 
     def login(self):
         """The login this server object connects as."""
@@ -156,7 +157,7 @@ class Server:
                 ended = self.maintenance(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid() AND "
-                    + CLIENT_BACKEND, (database,))[0][0]
+                    + LOGIN_SESSION, (database,))[0][0]
                 time.sleep(0.5)
                 left = self.sessions(database)
                 if left:
