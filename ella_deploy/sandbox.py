@@ -41,10 +41,33 @@ INITIAL_VERSION = "1.16.5"
 # The site's fixtures (gene panels, user groups, filter configs, users) come from the test data
 # of this release's source, into ELLA's data directory (fixtures/).
 FIXTURES_FROM = "1.16.5"
-# ELLA's own processes inside its image (first letters bracketed: the pattern must not match
-# the shell that runs pkill with it).
-INSIDE_PATTERN = ("[a]pi.main:app|[s]rc/api/polling.py|[a]nalysis_watcher.py|[n]ginx: master process nginx -c /socket|"
-                  "[n]ginx: worker process|[s]upervisord -c /socket/supervisor.cfg")
+# Stops everything ELLA on a sandbox host, however it was started, with no grace (the
+# database and the data go anyway). What runs from an image is found by its mount namespace
+# (Singularity gives each container one), not by its command line: ELLA's runscript is a shell
+# script until it execs supervisord, and a name pattern missed it there.
+# 1. The program is being stopped (supervisord says STOPPING) before anything is killed: killed
+#    while RUNNING, it exited "unexpectedly" and supervisord started it again
+#    (autorestart=unexpected). That happened at most stops on a busy machine; the gunicorn and
+#    nginx of such a start outlived a reset, held port 3114, and the next start never answered
+#    (1 in 15 stop-start cycles), or the half-started program held the stop for stopwaitsecs.
+# 2. Everything from an image is killed, again until none is left (ELLA's own supervisord may
+#    respawn nginx between the scan and the kill); once the stop has returned, once more.
+# 3. The image's FUSE server goes last: a process still running from the image when it goes
+#    fails on a stale file handle and logs a traceback, which `check` would then count.
+STOP_ELLA = (
+    "host_root=$(head -n1 /proc/1/mountinfo); "
+    "from_image() {{ for p in /proc/[0-9]*; do n=$(head -n1 $p/mountinfo 2>/dev/null); "
+    "[ -z \"$n\" ] || [ \"$n\" = \"$host_root\" ] && continue; "
+    "case $(head -c 10 $p/cmdline 2>/dev/null | tr '\\0' ' ') in squashfuse*) continue;; esac; echo ${{p#/proc/}}; done; }}; "
+    "kill_all() {{ for _ in $(seq 25); do pkill -9 -f '^Singularity runtime parent'; left=$(from_image); "
+    "[ -n \"$left\" ] || break; kill -9 $left 2>/dev/null; sleep 0.2; done; }}; "
+    "sctl() {{ runuser -u ella -- supervisorctl -c {config} \"$@\"; }}; "
+    "sctl stop all >/dev/null 2>&1 & "
+    "for _ in $(seq 50); do sctl status 2>/dev/null | grep -qE ' (RUNNING|STARTING|BACKOFF) ' || break; "
+    "sleep 0.1; done; "
+    "kill_all; wait; kill_all; "
+    "pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true"
+)
 # Gives a fresh environment its first release (testbed/playbooks/seed.yml).
 SEED_PLAYBOOK = paths.TESTBED_DIR / "playbooks" / "seed.yml"
 # The sandbox database server's administrative login (inventories/sandbox: ella_db_admin_user).
@@ -289,20 +312,8 @@ class Sandbox:
         config = f"{env.root}/ops/supervisor/supervisor.cfg"
 
         def stop(host: SandboxHost) -> None:
-            # Not ELLA's graceful stop (seconds): the database and the data go anyway. The
-            # program is stopped (so supervisord does not restart it) while it is killed.
-            _podman(
-                "exec", "--user", "root", host.container, "sh", "-c",
-                f"runuser -u ella -- supervisorctl -c {config} stop all >/dev/null 2>&1 & sleep 0.2; "
-                # The image's FUSE server goes last: a process still running from the image
-                # when it goes fails on a stale file handle and logs a traceback, which
-                # `check` would then count.
-                # Killed again until none is left: one may be respawned (nginx by ELLA's own
-                # supervisord) between the scan and the kill.
-                "for _ in $(seq 25); do pkill -9 -f '^Singularity runtime parent'; "
-                f"pkill -9 -f '{INSIDE_PATTERN}' || break; sleep 0.2; done; wait; "
-                "pkill -9 -f '[s]quashfuse -f .*[.]sif /dev/fd/'; true",
-            )
+            # Not ELLA's graceful stop (seconds): the database and the data go anyway.
+            _podman("exec", "--user", "root", host.container, "sh", "-c", STOP_ELLA.format(config=config))
 
         # Every host of the environment at once.
         with ThreadPoolExecutor() as pool:
