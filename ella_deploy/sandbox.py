@@ -275,18 +275,18 @@ class Sandbox:
         """A copy of each environment right after its first release: its database (a template
         on the server, `golden_<db>`, never touched by ella-deploy, whose copies are named
         <db>_*) and the files of its storage that the first release wrote."""
-        for env in environments():
-            if only and env.inventory != only:
-                continue
+        from concurrent.futures import ThreadPoolExecutor
+
+        def copy(env: Environment) -> None:
             golden = self.state_dir / "golden" / env.inventory
             if (golden / "storage.tar").exists() and self._database_exists(golden_name(env)):
-                continue
+                return
             storage = self.storage_dir(env.inventory)
             link = storage / "ella-prod" / "ella.sif"
             if (storage / "deploy" / "audit.jsonl").exists() or not link.is_symlink() or \
                     os.readlink(link) != f"../archive/releases/ella-release-v{INITIAL_VERSION}.sif":
                 # Not as the first release left it: the next reset seeds again, then copies.
-                continue
+                return
             golden.mkdir(parents=True, exist_ok=True)
             self._stop_ella(env)
             # (A session of an ELLA killed a moment ago may linger: ended, not waited for.)
@@ -297,6 +297,10 @@ class Sandbox:
             subprocess.run(["tar", "-C", str(self.storage_dir(env.inventory)), "-cpf", str(golden / "storage.tar"),
                             "ella-prod/ella.sif", "ella-prod/data", "deploy/fixtures.json"], check=True)
             self._start_ella(env)
+
+        # The environments side by side: each waits mostly on its ELLA stopping and starting.
+        with ThreadPoolExecutor() as pool:
+            list(pool.map(copy, [env for env in environments() if not only or env.inventory == only]))
 
     def _environment(self, inventory: str) -> Environment:
         env = next((e for e in environments() if e.inventory == inventory), None)
@@ -583,18 +587,21 @@ class Sandbox:
     def _configure_hosts(
         self, only: str | None = None, playbooks: tuple[str | Path, ...] = ("site.yml", SEED_PLAYBOOK)
     ) -> None:
-        from ella_deploy.runner import run_playbook
+        """The playbooks on each environment, the environments side by side (they share no
+        host, only the database server): seeding waits mostly on ELLA making its database."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        for env in environments():
-            if only and env.inventory != only:
-                continue
-            inventory = paths.INVENTORY_DIR / env.inventory
-            for playbook in playbooks:
-                result = run_playbook(
-                    str(playbook), inventory, extravars={"ella_sandbox_initial_version": INITIAL_VERSION}
-                )
-                if not result.ok:
-                    raise EllaDeployError(f"{env.inventory}: {result.playbook} failed: {result.error_summary()}")
+        inventories = [env.inventory for env in environments() if not only or env.inventory == only]
+        if len(inventories) == 1:
+            errors = [_configure_environment(inventories[0], playbooks)]
+        else:
+            # Processes, not threads: a run narrows os.environ while it lasts (runner.py).
+            with ProcessPoolExecutor(len(inventories), mp_context=multiprocessing.get_context("fork")) as pool:
+                errors = list(pool.map(_configure_environment, inventories, [playbooks] * len(inventories)))
+        failed = [error for error in errors if error]
+        if failed:
+            raise EllaDeployError("; ".join(failed))
 
     # ----- podman queries ----------------------------------------------------------------
     def _containers(self) -> list[str]:
@@ -657,6 +664,18 @@ def golden_name(env: Environment) -> str:
     """The golden copy of an environment's database: not <db>_*, which ella-deploy's own
     copies are named (and reset drops)."""
     return f"golden_{env.db_name}"
+
+
+def _configure_environment(inventory: str, playbooks: tuple[str | Path, ...]) -> str:
+    """Run the playbooks on one sandbox environment; what failed, or ""."""
+    from ella_deploy.runner import run_playbook
+
+    for playbook in playbooks:
+        result = run_playbook(str(playbook), paths.INVENTORY_DIR / inventory,
+                              extravars={"ella_sandbox_initial_version": INITIAL_VERSION})
+        if not result.ok:
+            return f"{inventory}: {result.playbook} failed: {result.error_summary()}"
+    return ""
 
 
 def _primary(env: Environment) -> str:
