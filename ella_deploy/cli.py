@@ -345,7 +345,8 @@ def cmd_release(args: argparse.Namespace) -> int:
         "progress": steps.as_dict(),
     }
     if outcome.ok and outcome.record:
-        summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress)
+        summary["change_record"] = _change_record(inventory, outcome.record.get("to_version"), progress,
+                                                  audit_records=[outcome.record])
         summary["test_sheet"] = _test_sheet(inventory, outcome.record.get("to_version"), audit_records=[outcome.record])
     _emit(args.output, release.render_outcome(outcome)
           + (f"\nchange record: {summary['change_record']['docx']}" if summary.get("change_record") else "")
@@ -457,14 +458,18 @@ def cmd_accept(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _change_record(inventory: Path, version: str | None, progress: Any) -> dict[str, Any] | None:
-    """Write the change record after a release or an acceptance; a failure is reported, not fatal."""
+def _change_record(inventory: Path, version: str | None, progress: Any,
+                   audit_records: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """Write the change record after a release (from its own record: `audit_records`) or an
+    acceptance; a hotfix has none; a failure is reported, not fatal."""
     from ella_deploy import records
 
     if not version:
         return None
+    if audit_records and all(r.get("change_kind") not in records.NEEDS_RECORD for r in audit_records):
+        return None
     try:
-        record = records.collect(inventory, version, progress)
+        record = records.collect(inventory, version, progress, records=audit_records)
         return records.write(record, records.records_dir(record["environment"]))
     except EllaDeployError as error:
         if "hotfix" in error.message:

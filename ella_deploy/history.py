@@ -12,12 +12,22 @@ from ella_deploy.errors import EllaDeployError, ExitCode
 from ella_deploy.runner import run_playbook
 
 
-def fetch(inventory: Path) -> list[dict[str, Any]]:
+# What this process read of each environment's audit log (a release reads its staging's twice:
+# for the pre-flight and for the change record).
+_READ: dict[Path, list[dict[str, Any]]] = {}
+
+
+def fetch(inventory: Path, reuse: bool = False) -> list[dict[str, Any]]:
+    """The environment's audit records; with `reuse`, as this process read them already, if it
+    did (for another environment's log, which this process does not write)."""
+    if reuse and inventory in _READ:
+        return list(_READ[inventory])
     result = run_playbook("history.yml", inventory)
     if not result.ok:
         raise EllaDeployError(f"history: {result.error_summary()}", ExitCode.FAILED)
     content = base64.b64decode(result.published.get("ella_audit_log", "")).decode()
-    return audit.read_records(content)
+    _READ[inventory] = audit.read_records(content)
+    return list(_READ[inventory])
 
 
 def _when(record: dict[str, Any]) -> str:

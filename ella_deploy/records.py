@@ -170,17 +170,21 @@ def write(record: dict[str, Any], directory: Path, force: bool = False) -> dict[
     return {"docx": str(docx_path), "markdown": str(md_path), "docx_written": True, "note": ""}
 
 
-def collect(inventory: Path, version: str, progress: Any = None) -> dict[str, Any]:
-    """The record of `version` from the environment's audit log and its staging's."""
+def collect(inventory: Path, version: str, progress: Any = None,
+            records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The record of `version` from the environment's audit log (or `records`: right after the
+    release, its own record is all of the log the change record reads, as nothing accepted it
+    yet) and its staging's (as the release's pre-flight read it, when this process did)."""
     from ella_deploy import history, paths
 
-    records = history.fetch(inventory)
+    if records is None:
+        records = history.fetch(inventory)
     environment = next((str(r["environment"]) for r in reversed(records) if r.get("environment")), inventory.name)
     staging_name = paths.inventory_setting(inventory, "ella_staging_inventory")
     staging_records = None
     if staging_name:
         try:
-            staging_records = history.fetch(paths.resolve_inventory(str(staging_name)))
+            staging_records = history.fetch(paths.resolve_inventory(str(staging_name)), reuse=True)
         except EllaDeployError:
             staging_records = None
     return build(version, environment, records, str(staging_name) if staging_name else None, staging_records)

@@ -69,3 +69,46 @@ def test_docx_and_markdown_are_written_and_hand_edits_are_kept(tmp_path):
     assert kept["docx_written"] is False and "edited by hand" in kept["note"]
     assert docx.Document(first["docx"]).tables[1].rows[0].cells[1].text == "Ny variantfiltrering (LA-123)"
     assert records.write(record, tmp_path, force=True)["docx_written"] is True
+
+
+def test_after_a_release_its_change_record_reads_no_audit_log_again(tmp_path, monkeypatch):
+    """The record right after a release is built from the release's own record and staging's
+    log as the pre-flight read it; a hotfix's reads nothing. Each audit-log read is a playbook
+    run (seconds): here the runner answers with staging's log and counts the reads."""
+    import base64
+    import json
+    from types import SimpleNamespace
+
+    from ella_deploy import cli, history, paths, release as release_module
+
+    reads = []
+
+    def read_log(playbook, inventory, **_):
+        assert playbook == "history.yml"
+        reads.append(inventory.name)
+        log = "\n".join(json.dumps(r) for r in STAGING)
+        return SimpleNamespace(ok=True, published={"ella_audit_log": base64.b64encode(log.encode()).decode()})
+
+    monkeypatch.setattr(history, "run_playbook", read_log)
+    monkeypatch.setattr(history, "_READ", {})
+    monkeypatch.setenv("ELLA_DEPLOY_RECORDS_DIR", str(tmp_path))
+    inventory = paths.resolve_inventory("sandbox")
+
+    verified, error = release_module.staging_verified(inventory, skip=False)
+    assert (verified, error, reads) == (("2.1.0",), "", ["sandbox-staging"])
+
+    written = cli._change_record(inventory, "2.1.0", None, audit_records=[PROD[0]])
+    assert reads == ["sandbox-staging"]
+    document = docx.Document(written["docx"])
+    cells = {row.cells[0].text: row.cells[1].text for row in document.tables[0].rows}
+    assert cells["Verifisering i staging"] == "sandbox-staging: 2025-11-23 16:00 UTC av per"
+    assert cells["Akseptansetest i produksjon"] == "ikke registrert ennå (ella-deploy accept)"
+
+    assert cli._change_record(inventory, "2.1.1", None, audit_records=[PROD[2]]) is None
+    assert reads == ["sandbox-staging"]
+    assert sorted(p.name for p in (tmp_path / "prod").iterdir()) == [
+        "Endringskontroll-ELLA-2.1.0.docx", "Endringskontroll-ELLA-2.1.0.json", "Endringskontroll-ELLA-2.1.0.md"]
+
+    # Read again by a later command (`records`, `accept`): the environment's own log is read.
+    history.fetch(inventory)
+    assert reads == ["sandbox-staging", "sandbox"]
