@@ -42,9 +42,11 @@ INITIAL_VERSION = "1.16.5"
 # of this release's source, into ELLA's data directory (fixtures/).
 FIXTURES_FROM = "1.16.5"
 # Stops everything ELLA on a sandbox host, however it was started, with no grace (the
-# database and the data go anyway). What runs from an image is found by its mount namespace
-# (Singularity gives each container one), not by its command line: ELLA's runscript is a shell
-# script until it execs supervisord, and a name pattern missed it there.
+# database and the data go anyway). What runs from an image is found by its root mount (the
+# first line of /proc/PID/mountinfo: Singularity gives each container a mount namespace whose
+# root is the image; root in the VM may not read ns/mnt without CAP_SYS_PTRACE, but may read
+# mountinfo), not by its command line: ELLA's runscript is a shell script until it execs
+# supervisord, and a name pattern missed it there.
 # 1. The program is being stopped (supervisord says STOPPING) before anything is killed: killed
 #    while RUNNING, it exited "unexpectedly" and supervisord started it again
 #    (autorestart=unexpected). That happened at most stops on a busy machine; the gunicorn and
