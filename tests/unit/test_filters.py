@@ -73,6 +73,17 @@ def test_guard_reports_take_unreachable_and_failed_probes_for_unknown() -> None:
     assert ella.ella_guard_reports(results) == {"a": {"x": 1}, "b": None, "c": None, "d": {}}
 
 
+def test_probes_of_the_reach_play_read_as_the_probe_loops_results() -> None:
+    """A host the play over the hosts did not probe (or skipped) is left to the guard's own
+    loop; an unreachable one and a failed one stay unknown."""
+    hostvars = {"a": {"ella_guard_probe": {"ella_host": {"x": 1}}}, "b": {"ella_guard_probe": {"skipped": True}},
+                "c": {"ella_guard_probe": {"unreachable": True, "msg": "timeout"}},
+                "d": {"ella_guard_probe": {"failed_when_result": False, "msg": "no supervisord socket"}}}
+    results = ella.ella_guard_probe_results(["a", "b", "c", "d", "e"], hostvars)
+    assert [r["item"] for r in results] == ["a", "c", "d"]
+    assert ella.ella_guard_reports(results) == {"a": {"x": 1}, "c": None, "d": None}
+
+
 def test_resolve_addresses_keeps_the_given_address() -> None:
     assert ella.ella_resolve_addresses("127.0.0.1") == ["127.0.0.1"]
 

@@ -70,6 +70,18 @@ def ella_guard_reports(results):
     return {r["item"]: (None if r.get("unreachable") or r.get("failed") else r.get("ella_host")) for r in results}
 
 
+def ella_guard_probe_results(hosts, hostvars):
+    """The reports a play over the hosts registered (ella_guard's entry point `probe`:
+    ella_guard_probe), as results of the guard's probe loop, each with its host as item; a
+    host that play did not probe (or skipped) is left out: the guard's loop probes it."""
+    results = []
+    for host in hosts:
+        probe = (hostvars[host] if host in hostvars else {}).get("ella_guard_probe")
+        if probe and not probe.get("skipped"):
+            results.append(dict(probe, item=host))
+    return results
+
+
 def ella_resolve_addresses(given):
     """Addresses of a host from its names/addresses, resolved on the controller."""
     return _load("guard").resolve_addresses({"host": given})["host"]
@@ -130,6 +142,7 @@ class FilterModule:
             "ella_audit_steps": ella_audit_steps,
             "ella_resolve_addresses": ella_resolve_addresses,
             "ella_guard_reports": ella_guard_reports,
+            "ella_guard_probe_results": ella_guard_probe_results,
             "ella_downtime": ella_downtime,
             "ella_sql_results": ella_sql_results,
             "ella_count_differences": ella_count_differences,
