@@ -280,9 +280,9 @@ class Sandbox:
         from concurrent.futures import ThreadPoolExecutor
 
         def copy(env: Environment) -> None:
-            golden = self.state_dir / "golden" / env.inventory
-            if (golden / "storage.tar").exists() and self._database_exists(golden_name(env)):
+            if self._has_golden(env):
                 return
+            golden = self.state_dir / "golden" / env.inventory
             storage = self.storage_dir(env.inventory)
             link = storage / "ella-prod" / "ella.sif"
             if (storage / "deploy" / "audit.jsonl").exists() or not link.is_symlink() or \
@@ -303,6 +303,10 @@ class Sandbox:
         # The environments side by side: each waits mostly on its ELLA stopping and starting.
         with ThreadPoolExecutor() as pool:
             list(pool.map(copy, [env for env in environments() if not only or env.inventory == only]))
+
+    def _has_golden(self, env: Environment) -> bool:
+        return (self.state_dir / "golden" / env.inventory / "storage.tar").exists() and \
+            self._database_exists(golden_name(env))
 
     def _environment(self, inventory: str) -> Environment:
         env = next((e for e in environments() if e.inventory == inventory), None)
@@ -556,11 +560,17 @@ class Sandbox:
                 source, target = built[version], releases / f"ella-release-v{version}.sif"
                 if not target.exists() or target.stat().st_size != source.stat().st_size:
                     copy_image(source, target)
-            self._stage_fixtures(storage / "ella-prod" / "data" / "fixtures")
+            # An environment about to be seeded (no golden copy: a new database server, say)
+            # gets them as ELLA's source has them: a test's change to them, which only a reset
+            # undoes, must not become what every later reset returns to.
+            self._stage_fixtures(storage / "ella-prod" / "data" / "fixtures", pristine=not self._has_golden(env))
 
-    def _stage_fixtures(self, fixtures: Path) -> None:
+    def _stage_fixtures(self, fixtures: Path, pristine: bool = False) -> None:
         """The site's own fixture files (ELLA's layout, /data/fixtures in the image): the test
-        data of ELLA's source, as a lab keeps its gene panels, user groups, filter configs."""
+        data of ELLA's source, as a lab keeps its gene panels, user groups, filter configs.
+        Kept when there, unless `pristine`."""
+        if pristine:
+            _remove(fixtures)
         if (fixtures / "usergroups.json").exists():
             return
         import tarfile
