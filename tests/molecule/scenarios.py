@@ -6,9 +6,13 @@ session starts them at once in a thread and each scenario's test only collects i
 the suite's wall time is the longer of the two streams, not their sum. ELLA_MOLECULE_JOBS
 sets how many run at a time (default 1: the sandbox tests are the other stream on a 2-core
 machine). They run at a lower priority (`nice -n 10`, which the scenario's container inherits
-through podman and conmon): they start with the session, while `sandbox up` needs both cores
-(it took 242 s beside them, 107 s alone), and the sandbox tests then keep about one core
-busy (Ansible's controller and the hosts' modules take turns), which leaves the other to them.
+through podman and conmon): they start with the session, while `sandbox up` needs both cores,
+and the sandbox tests then keep about one core busy (Ansible's controller and the hosts'
+modules take turns), which leaves the other to them. The nice value counts only with the
+kernel's autogroup scheduling off, as scripts/test turns it for its run: conmon starts each
+container in a session of its own, which autogroup weighs equally with the sandbox's whatever
+its nice value (`sandbox up` took 186 s beside the other lanes with it on, 96 s with it off,
+65 s alone).
 
 ELLA's release images come from testbed/ella-image/build.py's cache ($ELLA_IMAGE_CACHE, else
 .cache/ella-images), as the sandbox's do: ensure_ella_images() has them built before the
