@@ -95,10 +95,12 @@ def render(result: ControlResult) -> str:
 
 
 def recover(inventory: Path, command: str, fenced: tuple[str, ...] = (),
-            progress: ProgressCallback | None = None) -> dict[str, Any]:
+            progress: ProgressCallback | None = None, cancel: bool = False) -> dict[str, Any]:
     """After an interrupted run: what production is in, and the release finished or rolled
-    back under the lock (ansible/playbooks/recover.yml decides, from the journal)."""
-    variables = audit.run_metadata(command, fenced)
+    back under the lock (ansible/playbooks/recover.yml decides, from the journal). `cancel`
+    (the operator's Ctrl-C): the step still running on the host stops at its next boundary
+    instead of going on to go-live."""
+    variables = audit.run_metadata(command, fenced) | {"ella_recover_cancel": cancel}
     result = run_playbook("recover.yml", inventory, extravars=variables, progress=progress)
     found = dict(result.published.get("ella_recovery") or {})
     found["record"] = result.published.get("ella_audit_record")

@@ -29,7 +29,8 @@ def summary(journal: dict[str, Any] | None) -> dict[str, Any] | None:
         "phase": journal.get("phase"),
         "outcome": journal.get("outcome"),
         "open": journal.get("phase") in OPEN_PHASES,
-        "steps": [{"step": s.get("step"), "state": s.get("state")} for s in journal.get("steps", [])],
+        "steps": [{"step": s.get("step"), "state": s.get("state")} | ({"error": s["error"]} if s.get("error") else {})
+                  for s in journal.get("steps", [])],
         "rollback_database": (journal.get("rollback_point") or {}).get("database"),
         "started": journal.get("started"),
         "updated": journal.get("updated"),

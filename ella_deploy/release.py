@@ -262,7 +262,7 @@ def execute(
             progress("Interrupted: the host stops after its current step; recovering (do not interrupt again)")
         with interruptible(ignore=True):
             outcome.recovery = control.recover(inventory, command + " (recover after interrupt)",
-                                               options.fenced_hosts, progress)
+                                               options.fenced_hosts, progress, cancel=True)
         outcome.errors.append("interrupted by the operator; " + control.render_recovery(outcome.recovery)
                               .replace("\n", "; "))
         outcome.interrupted = True

@@ -153,18 +153,30 @@ def test_a_failure_after_go_live_is_reported_never_undone(prod):
 
 # ---- 3. An interrupted run: Ctrl-C, a lost connection, a dead controller -----------------------
 
-def test_ctrl_c_during_the_migration_rolls_back_at_once(prod):
-    before = table_checksums(prod)
-    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
-                            "release", "1.17.0", "--yes", "--skip-staging-check"],
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
+def release_in_background(version: str) -> subprocess.Popen:
+    """A release as an operator starts it, its JSON summary on stdout at the end."""
+    return subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
+                             "release", version, "--yes", "--skip-staging-check"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def interrupt(run: subprocess.Popen) -> dict:
+    """Ctrl-C: the release exits 130 once it recovered; what the recovery found and did."""
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=600)
     assert run.returncode == 130, err
     assert json.loads(out)["outcome"] == "interrupted"
-    found = json.loads(out)["recovery"]
+    return json.loads(out)["recovery"]
+
+
+def test_ctrl_c_during_the_migration_rolls_back_at_once(prod):
+    before = table_checksums(prod)
+    run = release_in_background("1.17.0")
+    wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
+    found = interrupt(run)
     assert found["decision"]["action"] == "rollback"
+    # Nothing after the interrupt began the new version's start.
+    assert "start" not in [s["step"] for s in found["journal"]["steps"]], found["journal"]
     assert found["record"]["outcome"] == "rolled_back"
     assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
     report = status()
@@ -172,12 +184,23 @@ def test_ctrl_c_during_the_migration_rolls_back_at_once(prod):
     assert report["journal"]["open"] is False
 
 
+def test_ctrl_c_while_the_new_version_starts_stops_it_before_it_serves(prod):
+    # The start on the host outlives the stopped ansible-playbook; recover asks it to stop at
+    # its next boundary instead of waiting for its health gate (it never passes here).
+    before = table_checksums(prod)
+    run = release_in_background(stage_fault(prod, "never-healthy"))
+    wait_for(lambda: journal_step(prod, "start"), timeout=300, what="the start")
+    found = interrupt(run)
+    start = next(s for s in found["journal"]["steps"] if s["step"] == "start")
+    assert start["state"] == "failed" and "cancelled by the operator before ELLA served" in start["error"], start
+    assert found["decision"]["action"] == "rollback" and found["record"]["outcome"] == "rolled_back"
+    assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
+    assert status()["active_hosts"] == ["p22-ella-01"]
+
+
 def test_a_lost_ssh_connection_during_the_window_ends_rolled_back(prod):
     before = table_checksums(prod)
-    version = stage_fault(prod, "never-healthy")
-    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "--output", "json",
-                            "release", version, "--yes", "--skip-staging-check"],
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = release_in_background(stage_fault(prod, "never-healthy"))
     wait_for(lambda: journal_step(prod, "migrate"), what="the migration")
     # Every SSH session to the host ends (as when the network drops): the module on the host goes on.
     prod.exec("p22-ella-01", "pkill -f '[s]shd: deploy' || true")

@@ -113,6 +113,47 @@ def test_a_failed_task_is_a_host_failure(local_run) -> None:
     assert os.environ["VAULT_TOKEN"] == SECRETS["VAULT_TOKEN"]
 
 
+def test_an_interrupt_stops_the_run_before_its_next_task(local_run, tmp_path: Path) -> None:
+    """Ctrl-C during a long task (the release window on a host): ansible-playbook is stopped
+    before it starts the next one (the new version's start), not only seconds later."""
+    import threading
+    import time
+
+    started = tmp_path / "first-task-started"
+    second = tmp_path / "second-task-ran"
+    interrupted = threading.Event()
+    playbook = tmp_path / "interrupted.yml"
+    playbook.write_text(f"""\
+---
+- name: Two steps
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: A step that takes a second
+      ansible.builtin.shell: touch {started} && sleep 1
+      changed_when: false
+
+    - name: The step after it
+      ansible.builtin.file:
+        path: {second}
+        state: touch
+        mode: "0600"
+""")
+    inventory = tmp_path / "hosts.ini"  # written by local_run's fixture
+
+    def cancel() -> bool:
+        # The operator presses Ctrl-C as soon as the first step runs.
+        if started.exists():
+            interrupted.set()
+        return interrupted.is_set()
+
+    began = time.monotonic()
+    result = run_playbook(playbook.resolve(), inventory, cancel=cancel)
+    assert result.canceled and interrupted.is_set()
+    assert not second.exists(), "the task after the interrupt ran"
+    assert time.monotonic() - began < 5
+
+
 def test_extra_vars_are_data_not_templates(tmp_path):
     """What a CLI hands over renders back to itself, whatever braces it holds."""
     import json

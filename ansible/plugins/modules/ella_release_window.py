@@ -25,13 +25,17 @@ description:
     C(start) starts ELLA through supervisord and waits until it serves: ELLA's own
     programs inside the image RUNNING, its API answering, the running process holding the
     expected image. With C(go_live), success is the release's line: from then on nothing
-    restores data.
+    restores data; a cancel request before that line (written before the start or while
+    its health gate waits) stops ELLA again and fails the start: the new version never
+    served.
   - >-
     C(stop) stops the program and ends every other ELLA server process on the host (run as
     root to end another user's). C(health) only waits until ELLA serves; C(finish) records
     the end in the journal;
     C(state) reads it; with C(wait_idle), first waits (up to C(wait_seconds)) until no
-    other process acts on the release, so that what it reads is final.
+    other process acts on the release, so that what it reads is final; with C(cancel)
+    (after an operator's interrupt), it first asks that process to stop at its next step
+    boundary.
   - >-
     The journal (journal.json in journal_dir) is rewritten atomically at every step, so an
     interrupted run is recovered from it (ella-deploy recover). SIGHUP is ignored: a lost
@@ -84,6 +88,13 @@ options:
     type: str
   wait_idle:
     description: With C(state), wait until no module acts on the journal (its flock is free) first.
+    type: bool
+    default: false
+  cancel:
+    description: >-
+      With C(state) and C(wait_idle), write the cancel request first (and remove it once no
+      process acts on the journal), so that a window or a start of an interrupted run stops
+      at its next step boundary instead of going on to go-live.
     type: bool
     default: false
   wait_seconds:
@@ -187,6 +198,16 @@ class Journal:
 
     def cancelled(self):
         return os.path.exists(self.cancel_path)
+
+    def lock_cancelling(self, wait_seconds):
+        """The journal's lock, after asking whoever holds it to stop at its next step boundary
+        (the request is withdrawn once the lock is ours: nothing else acts then)."""
+        write_file(self.cancel_path, "%s\n" % time.time())
+        try:
+            self.lock(wait_seconds)
+        finally:
+            if os.path.exists(self.cancel_path):
+                os.unlink(self.cancel_path)
 
 
 class Window:
@@ -328,12 +349,8 @@ class Window:
 
     # ---- rollback -------------------------------------------------------------------------
     def rollback(self):
-        # A window still running stops at its next step boundary.
-        write_file(self.journal.cancel_path, "%s\n" % time.time())
-        try:
-            self.journal.lock(self.params["wait_seconds"])
-        finally:
-            os.unlink(self.journal.cancel_path) if os.path.exists(self.journal.cancel_path) else None
+        # A window (or a go-live start) still running stops at its next step boundary.
+        self.journal.lock_cancelling(self.params["wait_seconds"])
         journal = self.journal.read()
         if not journal:
             raise WindowError("no release journal: nothing to roll back")
@@ -393,7 +410,14 @@ class Window:
         self.journal.lock(30)
         journal = self.journal.read()
         self.supervisor = self.supervisor or Supervisor(journal["supervisor_config"])
-        if journal and self.params["go_live"]:
+        going_live = bool(journal) and self.params["go_live"]
+        if going_live and self.journal.cancelled():
+            # The operator interrupted the run before the new version was started.
+            journal["phase"] = "cancelled"
+            journal["cancelled_before"] = "start"
+            self.journal.write()
+            raise WindowError("cancelled by the operator before step start")
+        if going_live:
             journal["phase"] = "starting"
             self.journal.begin("start")
         started = time.monotonic()
@@ -402,13 +426,13 @@ class Window:
             # it: apply it first (ELLA is stopped here), so the start runs what it says.
             self.supervisor.reread_update()
             self.supervisor.start(self.params["program"])
-            waited = self.health_gate(health)
+            waited = self.health_gate(health, cancellable=going_live)
         except Exception as error:  # noqa: BLE001
-            if journal and self.params["go_live"]:
+            if going_live:
                 self.journal.end("start", state="failed", error=str(error)[:500])
             raise WindowError(str(error)) from None
         result = {"seconds": round(time.monotonic() - started, 2), "health_seconds": waited}
-        if journal and self.params["go_live"]:
+        if going_live:
             self.journal.end("start", **result)
             journal["phase"] = "live"
             journal["live_since"] = time.time()
@@ -421,7 +445,9 @@ class Window:
     def health(self):
         return {"health_seconds": self.health_gate(self.params["health"])}
 
-    def health_gate(self, health):
+    def health_gate(self, health, cancellable=False):
+        """Until ELLA serves from the expected image; `cancellable`: a cancel request before
+        it serves stops ELLA again (it served no one) and fails."""
         started = time.monotonic()
         deadline = started + float(health.get("timeout", 120))
         expected = os.path.realpath(health["expected_image"])
@@ -448,6 +474,9 @@ class Window:
                     if status == 200 and isinstance(body, dict) and "app" in body:
                         return round(time.monotonic() - started, 2)
                     last = "%s answered %s" % (health["url"], status)
+            if cancellable and self.journal.cancelled():
+                self.stop_ella()
+                raise WindowError("cancelled by the operator before ELLA served (%s); ELLA stopped again" % last)
             if time.monotonic() > deadline:
                 raise WindowError("health gate: not serving within %ss: %s" % (health.get("timeout", 120), last))
             time.sleep(float(health.get("interval", 0.25)))
@@ -511,6 +540,7 @@ def main():
             outcome=dict(type="str"),
             wait_seconds=dict(type="float", default=900),
             wait_idle=dict(type="bool", default=False),
+            cancel=dict(type="bool", default=False),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
             journal_id=dict(type="str"),
         ),
@@ -526,7 +556,10 @@ def main():
     action = module.params["action"]
     try:
         if action == "state":
-            if module.params["wait_idle"]:
+            if module.params["wait_idle"] and module.params["cancel"]:
+                # The operator interrupted the run: its step on the host stops at its next boundary.
+                window.journal.lock_cancelling(module.params["wait_seconds"])
+            elif module.params["wait_idle"]:
                 # A step of an interrupted run goes on (SIGHUP is ignored): read what it leaves.
                 window.journal.lock(module.params["wait_seconds"])
             module.exit_json(changed=False, journal=window.journal.read())
