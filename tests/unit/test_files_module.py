@@ -7,17 +7,18 @@ import getpass
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-MODULE = Path(__file__).resolve().parents[2] / "ansible" / "plugins" / "modules" / "ella_files.py"
+from tests.unit import plugins
+
 SECRET = "password = {SHA}not-for-the-log\n"
 
 
 def run(tmp_path: Path, check_mode: bool = False, **arguments) -> tuple[dict, str]:
     args = tmp_path / "args.json"
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**arguments, "_ansible_check_mode": check_mode}}))
-    done = subprocess.run([sys.executable, str(MODULE), str(args)], capture_output=True, text=True, check=False)
+    done = subprocess.run([*plugins.module_command("ansible/plugins/modules/ella_files.py"), str(args)],
+                          capture_output=True, text=True, check=False)
     return json.loads(done.stdout), done.stdout
 
 

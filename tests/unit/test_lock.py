@@ -3,7 +3,6 @@ it, when a holder counts as gone, and that a break is a compare-and-swap."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -13,18 +12,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit import plugins
 
-
-def load_lock():
-    spec = importlib.util.spec_from_file_location("ella_lock_under_test",
-                                                  ROOT / "ansible/plugins/module_utils/ella_lock.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lock = load_lock()
+lock = plugins.load("ansible/plugins/module_utils/ella_lock.py")
 
 OLA = {"operator": "ola", "controller": "ctl-1", "command": "ella-deploy release 2.1.0"}
 KARI = {"operator": "kari", "controller": "ctl-2", "command": "ella-deploy start"}

@@ -19,6 +19,8 @@ import secrets
 import threading
 import time
 
+from ansible.module_utils.ella_atomic import write_atomic
+
 HOLDER = "holder.json"
 HEARTBEAT = "heartbeat"
 
@@ -87,12 +89,7 @@ def holder_gone(holder, age, controller_gone=None):
 
 
 def write_json(path, data):
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(data, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(temporary, path)
+    write_atomic(path, json.dumps(data, sort_keys=True))
 
 
 def touch(path):

@@ -21,6 +21,8 @@ import re
 import subprocess
 import time
 
+from ansible.module_utils.ella_atomic import write_atomic
+
 # Database names ella-deploy makes: <live>_<purpose>_<UTC stamp>, plain identifiers only.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 URL = re.compile(r"^(?P<base>postgres(?:ql)?://[^/?#]+)/(?P<database>[^/?#]+)$")
@@ -267,14 +269,7 @@ def read_manifest(path):
 
 
 def write_manifest(path, manifest):
-    temporary = path + MANIFEST_SUFFIX + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(manifest, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o640)
-    os.rename(temporary, path + MANIFEST_SUFFIX)
+    write_atomic(path + MANIFEST_SUFFIX, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 def dump(server, path, database=None, dump_format="custom", jobs=1):

@@ -56,9 +56,9 @@ options:
 
 import os
 import pwd
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_atomic import write_atomic
 
 
 def main():
@@ -135,19 +135,7 @@ def _file(module, path, content, mode, owner):
             return True
     if module.check_mode:
         return True
-    directory, name = os.path.split(path)
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % name, dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as written:
-            os.fchmod(written.fileno(), mode)
-            written.write(content)
-            written.flush()
-            os.fsync(written.fileno())
-        os.rename(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        raise
+    write_atomic(path, content, mode)
     return True
 
 

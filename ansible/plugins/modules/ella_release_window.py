@@ -127,6 +127,7 @@ import time
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.ella_atomic import write_atomic
 from ansible.module_utils.ella_host import (
     Supervisor, ella_cli, ella_processes, end_ella, inner_programs, last_line, switch_symlink, upgrade_report,
 )
@@ -172,14 +173,7 @@ class Journal:
 
     def write(self):
         self.data["updated"] = time.time()
-        temporary = self.path + ".tmp"
-        with open(temporary, "w") as handle:
-            json.dump(self.data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o640)
-        os.rename(temporary, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
     def step(self, name):
         return next((s for s in self.data.get("steps", []) if s["step"] == name), None)
@@ -202,7 +196,7 @@ class Journal:
     def lock_cancelling(self, wait_seconds):
         """The journal's lock, after asking whoever holds it to stop at its next step boundary
         (the request is withdrawn once the lock is ours: nothing else acts then)."""
-        write_file(self.cancel_path, "%s\n" % time.time())
+        write_atomic(self.cancel_path, "%s\n" % time.time())
         try:
             self.lock(wait_seconds)
         finally:
@@ -310,7 +304,7 @@ class Window:
         config = release.get("config")
         if config:
             if os.path.exists(config["live"]):
-                write_file(config["previous"], read_file(config["live"]))
+                write_atomic(config["previous"], read_file(config["live"]))
             os.rename(config["candidate"], config["live"])
             self.journal.data["config_switched"] = True
             self.journal.write()
@@ -344,7 +338,7 @@ class Window:
         except FileNotFoundError:
             self.journal.data["fixtures_record_before"] = None
         self.journal.write()
-        write_file(record, json.dumps(release["fixtures_record_new"], indent=2, sort_keys=True) + "\n")
+        write_atomic(record, json.dumps(release["fixtures_record_new"], indent=2, sort_keys=True) + "\n")
         return {"applied": applied}
 
     # ---- rollback -------------------------------------------------------------------------
@@ -398,7 +392,7 @@ class Window:
                 if os.path.exists(journal["fixtures_record"]):
                     os.unlink(journal["fixtures_record"])
             else:
-                write_file(journal["fixtures_record"], before)
+                write_atomic(journal["fixtures_record"], before)
         journal["phase"] = "rolled_back"
         journal["rollback"] = done
         self.journal.write()
@@ -509,16 +503,6 @@ def http_get(url):
 def read_file(path):
     with open(path) as handle:
         return handle.read()
-
-
-def write_file(path, text):
-    temporary = "%s.tmp-%d" % (path, os.getpid())
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o640)
-    os.rename(temporary, path)
 
 
 def main():
