@@ -36,7 +36,7 @@ def test_a_failed_replace_leaves_the_old_file_and_no_temporary(tmp_path: Path) -
 
 
 def test_two_writers_at_once_leave_one_whole_file_never_a_mix(tmp_path: Path) -> None:
-    # The lock's heartbeat thread and its holder write holder.json from one process.
+    # Two writers at once (as two processes taking over one lock would be).
     target = tmp_path / "holder.json"
     payloads = {name: json.dumps({"writer": name, "pad": name * 4000}) for name in ("a", "b")}
     atomic.write_atomic(str(target), payloads["a"])
