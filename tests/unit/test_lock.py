@@ -154,17 +154,24 @@ def test_a_lock_directory_without_a_readable_holder_is_held(path: str) -> None:
     assert lock.read_holder(path)["operator"] == "unknown"
 
 
-def test_a_break_that_finds_the_lock_renewed_puts_it_back(path: str, monkeypatch) -> None:
+def just_before_the_break(monkeypatch, path: str, meanwhile) -> None:
+    """A lock whose holder looks gone, and `meanwhile` happening between the break's judgement
+    and its rename of the lock aside (the compare-and-swap's window)."""
     lock.take(path, OLA, "token-ola", LEASE)
     age(path, LEASE + 5)
     rename = os.rename
 
-    def renewed_just_before(source, target):
+    def rename_after(source, target):
         if source == path:
-            lock.renew(path, "token-ola")  # the holder's heartbeat arrives between judgement and rename
+            meanwhile()
         rename(source, target)
 
-    monkeypatch.setattr(lock.os, "rename", renewed_just_before)
+    monkeypatch.setattr(lock.os, "rename", rename_after)
+
+
+def test_a_break_that_finds_the_lock_renewed_puts_it_back(path: str, monkeypatch) -> None:
+    # The holder's heartbeat arrives.
+    just_before_the_break(monkeypatch, path, lambda: lock.renew(path, "token-ola"))
     with pytest.raises(lock.LockError, match="changed hands"):
         lock.take(path, KARI, "token-kari", LEASE, break_reason="stuck")
     assert stored(path)["token"] == "token-ola"
@@ -172,17 +179,9 @@ def test_a_break_that_finds_the_lock_renewed_puts_it_back(path: str, monkeypatch
 
 
 def test_a_break_that_finds_another_holder_puts_it_back(path: str, monkeypatch) -> None:
-    lock.take(path, OLA, "token-ola", LEASE)
-    age(path, LEASE + 5)
-    rename = os.rename
-
-    def replaced_just_before(source, target):
-        if source == path:
-            # Someone else broke and took it meanwhile; their lock is old-looking too.
-            lock.write_json(os.path.join(path, lock.HOLDER), dict(KARI, token="token-kari", lease_seconds=LEASE))
-        rename(source, target)
-
-    monkeypatch.setattr(lock.os, "rename", replaced_just_before)
+    # Someone else broke and took it; their lock is old-looking too.
+    just_before_the_break(monkeypatch, path, lambda: lock.write_json(
+        os.path.join(path, lock.HOLDER), dict(KARI, token="token-kari", lease_seconds=LEASE)))
     with pytest.raises(lock.LockError, match="changed hands") as error:
         lock.take(path, {"operator": "per"}, "token-per", LEASE, break_reason="stuck")
     assert error.value.holder["operator"] == "kari" and "token" not in error.value.holder
@@ -190,16 +189,7 @@ def test_a_break_that_finds_another_holder_puts_it_back(path: str, monkeypatch) 
 
 
 def test_a_break_of_a_lock_released_meanwhile_says_so(path: str, monkeypatch) -> None:
-    lock.take(path, OLA, "token-ola", LEASE)
-    age(path, LEASE + 5)
-    rename = os.rename
-
-    def released_just_before(source, target):
-        if source == path:
-            lock.release(path, "token-ola")
-        rename(source, target)
-
-    monkeypatch.setattr(lock.os, "rename", released_just_before)
+    just_before_the_break(monkeypatch, path, lambda: lock.release(path, "token-ola"))
     with pytest.raises(lock.LockError, match="released or broken by someone else"):
         lock.break_lock(path, "stuck")
 
