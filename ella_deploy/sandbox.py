@@ -340,21 +340,18 @@ class Sandbox:
         deadline = time.monotonic() + 120
         # Asked before gunicorn has bound its socket, nginx answers 502, and `check` counts
         # those: the API is asked once gunicorn has forked a worker (it binds before that).
-        while _podman("exec", primary.container, "sh", "-c", "[ $(pgrep -c -f '[a]pi.main:app') -ge 2 ]",
-                      check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise EllaDeployError(f"sandbox: ELLA's gunicorn did not start on {primary.name} within 120s")
-            time.sleep(0.25)
-        while True:
+        _wait_until(lambda: _podman("exec", primary.container, "sh", "-c",
+                                    "[ $(pgrep -c -f '[a]pi.main:app') -ge 2 ]", check=False).returncode == 0,
+                    deadline, f"sandbox: ELLA's gunicorn did not start on {primary.name} within 120s")
+
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(f"http://{primary.address}:3114/api/v1/config/", timeout=5) as answer:
-                    if answer.status == 200:
-                        return
+                    return answer.status == 200
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise EllaDeployError(f"sandbox: ELLA did not answer on {primary.name} within 120s")
-            time.sleep(0.25)
+                return False
+
+        _wait_until(answers, deadline, f"sandbox: ELLA did not answer on {primary.name} within 120s")
 
     def _drop_databases(self, env: Environment) -> None:
         """The database and everything a release made beside it (rollback points, scratch copies)."""
@@ -482,26 +479,23 @@ class Sandbox:
 
     def _wait_for_ssh(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+
+        def greets(address: str) -> bool:
+            try:
+                with socket.create_connection((address, 22), timeout=2) as connection:
+                    return connection.recv(64).startswith(b"SSH-")
+            except OSError:
+                return False
+
         for host in self.hosts:
-            while True:
-                try:
-                    with socket.create_connection((host.address, 22), timeout=2) as connection:
-                        if connection.recv(64).startswith(b"SSH-"):
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise EllaDeployError(f"{host.name}: sshd did not answer within {timeout:.0f}s")
-                time.sleep(0.2)
+            _wait_until(lambda address=host.address: greets(address), deadline,
+                        f"{host.name}: sshd did not answer within {timeout:.0f}s", interval=0.2)
 
     def _provision_database(self) -> None:
         """Roles and databases on the sandbox's server (production's exist already)."""
         db_host = next(h for h in self.hosts if h.role == "db")
-        deadline = time.monotonic() + 60
-        while _podman("exec", db_host.container, "pg_isready", "-q", check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise EllaDeployError(f"{db_host.name}: PostgreSQL did not become ready")
-            time.sleep(0.3)
+        _wait_until(lambda: _podman("exec", db_host.container, "pg_isready", "-q", check=False).returncode == 0,
+                    time.monotonic() + 60, f"{db_host.name}: PostgreSQL did not become ready", interval=0.3)
         # The login ella-deploy administers roles with (production: one the site's DBA gives
         # it). It creates the read-only role of `psql`, so it may hand on pg_read_all_data.
         admin_password = self.secret_path("db_admin_password").read_text().strip()
@@ -692,6 +686,14 @@ def _configure_environment(inventory: str, playbooks: tuple[str | Path, ...]) ->
 
 def _primary(env: Environment) -> str:
     return str(_load_yaml(paths.INVENTORY_DIR / env.inventory / "group_vars" / "all" / "site.yml")["ella_primary_host"])
+
+
+def _wait_until(ready: Callable[[], bool], deadline: float, failure: str, interval: float = 0.25) -> None:
+    """Ask `ready` until it says yes; past `deadline` (time.monotonic()), fail saying `failure`."""
+    while not ready():
+        if time.monotonic() > deadline:
+            raise EllaDeployError(failure)
+        time.sleep(interval)
 
 
 def _remove(path: Path) -> None:
