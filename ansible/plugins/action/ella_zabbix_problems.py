@@ -16,24 +16,21 @@ from pathlib import Path
 from ansible.plugins.action import ActionBase
 
 _ZABBIX = Path(__file__).resolve().parents[3] / "ella_deploy" / "zabbix.py"
-
-ARGUMENT_SPEC = {
-    "url": {"type": "str", "default": ""},
-    "token": {"type": "str", "default": "", "no_log": True},
-    "hosts": {"type": "list", "elements": "str", "default": []},
-    "severity": {"type": "list", "elements": "int", "default": [2, 4]},
-    "timeout": {"type": "float", "default": 10.0},
-}
+# The module of the same name documents the task and holds its argument spec.
+_MODULE = Path(__file__).resolve().parents[1] / "modules" / "ella_zabbix_problems.py"
 
 
-def _zabbix():
-    name = "ella_deploy_rules_zabbix"
+def _load(name, path):
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _ZABBIX)
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def _zabbix():
+    return _load("ella_deploy_rules_zabbix", _ZABBIX)
 
 
 class ActionModule(ActionBase):
@@ -43,7 +40,8 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        _, args = self.validate_argument_spec(
+            argument_spec=_load("ella_zabbix_problems_module", _MODULE).ARGUMENT_SPEC)
         severity = args["severity"]
         if len(severity) != 2:
             return {**result, "failed": True, "msg": "severity: give [warn, crit]"}

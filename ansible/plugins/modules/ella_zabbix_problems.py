@@ -31,18 +31,19 @@ zabbix:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The one argument spec: the action plugin (plugins/action/ella_zabbix_problems.py) validates
+# the task's arguments with it.
+ARGUMENT_SPEC = {
+    "url": {"type": "str", "default": ""},
+    "token": {"type": "str", "default": "", "no_log": True},
+    "hosts": {"type": "list", "elements": "str", "default": []},
+    "severity": {"type": "list", "elements": "int", "default": [2, 4]},
+    "timeout": {"type": "float", "default": 10.0},
+}
+
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "url": {"type": "str", "default": ""},
-            "token": {"type": "str", "default": "", "no_log": True},
-            "hosts": {"type": "list", "elements": "str", "default": []},
-            "severity": {"type": "list", "elements": "int", "default": [2, 4]},
-            "timeout": {"type": "float", "default": 10.0},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg="ella_zabbix_problems runs as an action plugin on the controller (ansible.cfg action_plugins)")
 
 
