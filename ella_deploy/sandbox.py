@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,7 +208,11 @@ class Sandbox:
         step("containers", lambda: self._ensure_containers(tag))
         step("ssh", self._wait_for_ssh)
         step("database server", self._provision_database)
-        step("ELLA images", self._stage_images)
+        # An environment about to be seeded (no golden copy: a new database server, say) gets
+        # its fixtures as ELLA's source has them: a test's change to them, which only a reset
+        # undoes, must not become what every later reset returns to.
+        step("ELLA images", lambda: self._stage_images(
+            pristine={env.inventory for env in environments() if not self._has_golden(env)}))
         step("hosts (ansible)", self._configure_hosts)
         step("golden copy", self._ensure_golden)
         return timings
@@ -539,10 +543,10 @@ class Sandbox:
             _remove(storage / relative)
         _remove(self.state_dir / "golden" / env.inventory)
 
-    def _stage_images(self) -> None:
+    def _stage_images(self, pristine: Collection[str] = ()) -> None:
         """ELLA's real releases into every environment's archive/releases, as ELLA publishes
         them (ella-release-vX.Y.Z.sif, no checksum file), and the site's fixtures into ELLA's
-        data directory."""
+        data directory (staged anew for the environments in `pristine`)."""
         built = build_ella_images(STAGED_VERSIONS, progress=self.progress)
         for env in environments():
             storage = self.storage_dir(env.inventory)
@@ -554,10 +558,7 @@ class Sandbox:
                 source, target = built[version], releases / f"ella-release-v{version}.sif"
                 if not target.exists() or target.stat().st_size != source.stat().st_size:
                     copy_image(source, target)
-            # An environment about to be seeded (no golden copy: a new database server, say)
-            # gets them as ELLA's source has them: a test's change to them, which only a reset
-            # undoes, must not become what every later reset returns to.
-            self._stage_fixtures(storage / "ella-prod" / "data" / "fixtures", pristine=not self._has_golden(env))
+            self._stage_fixtures(storage / "ella-prod" / "data" / "fixtures", pristine=env.inventory in pristine)
 
     def _stage_fixtures(self, fixtures: Path, pristine: bool = False) -> None:
         """The site's own fixture files (ELLA's layout, /data/fixtures in the image): the test
