@@ -113,8 +113,13 @@ def control(action: str, inventory: Path, host: str | None = None, to: str | Non
     return question, details
 
 
-def recover(inventory: Path) -> tuple[str, list[str]]:
+def recover(inventory: Path, keep_new: str = "") -> tuple[str, list[str]]:
     environment = environment_name(inventory)
+    if keep_new:
+        return (f"Keep the new version of the interrupted release on {environment}?",
+                [f"{environment}: the new version is declared live (\"{keep_new}\", audited) and started after the "
+                 "guard if it does not serve; the release is finished and its rollback point kept until `accept`. "
+                 "Nothing is rolled back."])
     return (f"Recover the interrupted release on {environment}?",
             [f"{environment}: the release journal and the deploy lock decide: a release that never served is "
              "rolled back (the database restored from the rollback point if it was written, the previous "

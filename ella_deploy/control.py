@@ -95,12 +95,14 @@ def render(result: ControlResult) -> str:
 
 
 def recover(inventory: Path, command: str, fenced: tuple[str, ...] = (),
-            progress: ProgressCallback | None = None, cancel: bool = False) -> dict[str, Any]:
+            progress: ProgressCallback | None = None, cancel: bool = False, keep_new: str = "") -> dict[str, Any]:
     """After an interrupted run: what production is in, and the release finished or rolled
     back under the lock (ansible/playbooks/recover.yml decides, from the journal). `cancel`
     (the operator's Ctrl-C): the step still running on the host stops at its next boundary
-    instead of going on to go-live."""
-    variables = audit.run_metadata(command, fenced) | {"ella_recover_cancel": cancel}
+    instead of going on to go-live. `keep_new`: the operator's reason to keep the new version
+    (audited) instead of rolling back what never served."""
+    variables = audit.run_metadata(command, fenced) | {"ella_recover_cancel": cancel,
+                                                       "ella_recover_keep_new": keep_new}
     result = run_playbook("recover.yml", inventory, extravars=variables, progress=progress)
     found = dict(result.published.get("ella_recovery") or {})
     found["record"] = result.published.get("ella_audit_record")
@@ -130,6 +132,9 @@ def render_recovery(found: dict[str, Any]) -> str:
                                                             "; its holder is still there"))
     else:
         lines.append("lock: free")
+    served = found.get("served") or {}
+    if served.get("served"):
+        lines.append(f"served since the window (ELLA's own log): {served.get('summary')}")
     lines.append(f"decision: {decision.get('action', '?')}: {decision.get('why', '')}")
     record = found.get("record") or {}
     if record:

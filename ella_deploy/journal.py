@@ -77,30 +77,51 @@ def downtime_seconds(steps: list[dict[str, Any]], finished: float | None = None)
     return round(float(finished) - stop["start"], 3) if finished is not None else None
 
 
-def recovery(journal: dict[str, Any] | None, serving: bool) -> dict[str, str]:
+def recovery(journal: dict[str, Any] | None, serving: bool, served: dict[str, Any] | None = None,
+             keep_new: str = "") -> dict[str, str]:
     """What `recover` does with a journal, once no step of the interrupted run acts on it any
-    more; `serving`: the new version serves on the journal's host now (the health gate passes:
-    ELLA's programs running, its API answering, from the new image).
+    more. `serving`: the new version serves on the journal's host now (the health gate passes:
+    ELLA's programs running, its API answering, from the new image). `served`: what ELLA's own
+    tables say the live database served since the window (ella_pg's served_since), whoever
+    started it and wherever. `keep_new`: the operator's reason to keep the new version.
 
     - no journal, or a closed one: nothing to recover;
-    - the new version went live (the gate passed), or serves now (it may have served users):
-      finish forward, never restore;
+    - the new version went live (the gate passed), serves now, or the database shows that it
+      served users (a start by hand after the interruption): finish forward, never restore;
+    - the operator keeps the new version: finish forward, when it is in place (the switch and
+      any migration done) and no rollback was done yet; refused otherwise;
     - otherwise (the window or its start was interrupted, or the start never passed the gate:
       no user was served): roll back, then start the previous version after the guard.
     """
     if not is_open(journal):
         return {"action": "none", "why": "no release is open"}
+    journal = journal or {}
     phase = journal.get("phase")
-    if phase == "live" or serving:
-        return {"action": "finish", "why": f"{journal.get('version')} "
-                                            + ("went live" if phase == "live" else "serves now")
-                                            + f" (phase {phase}): finish the release; nothing is restored over "
-                                              "users' writes"}
+    version = journal.get("version")
     if phase in ("rolled_back", "rolled_back_running"):
-        return {"action": "finish_rollback", "why": f"the rollback of {journal.get('version')} was done "
+        if keep_new:
+            return {"action": "refuse", "why": f"recover --keep-new refused: the rollback of {version} was done "
+                                               f"already (phase {phase}); run `ella-deploy recover` to finish it"}
+        return {"action": "finish_rollback", "why": f"the rollback of {version} was done "
                                                      f"(phase {phase}): start the previous version if it is "
                                                      "not running, then close the release"}
-    return {"action": "rollback", "why": f"{journal.get('version')} never served (phase {phase}, "
+    finish = "finish the release; nothing is restored over users' writes"
+    if phase == "live" or serving:
+        return {"action": "finish", "why": f"{version} " + ("went live" if phase == "live" else "serves now")
+                                           + f" (phase {phase}): {finish}"}
+    if served and served.get("served"):
+        return {"action": "finish", "why": f"{version} served users after the window (phase {phase}; ELLA's "
+                                           f"own log: {served.get('summary') or 'requests since the window'}): "
+                                           f"{finish}"}
+    if keep_new:
+        states = {s.get("step"): s.get("state") for s in journal.get("steps") or []}
+        needed = ["switch"] + [step for step in ("migrate", "fixtures") if journal.get(step)]
+        missing = [f"{step} {states.get(step) or 'not reached'}" for step in needed if states.get(step) != "done"]
+        if missing:
+            return {"action": "refuse", "why": f"recover --keep-new refused: {version} is not in place "
+                                               f"({', '.join(missing)}); `ella-deploy recover` rolls it back"}
+        return {"action": "finish", "why": f"{version} kept by the operator ({keep_new}; phase {phase}): {finish}"}
+    return {"action": "rollback", "why": f"{version} never served (phase {phase}, "
                                          f"last step {last_step(journal)}): roll back to "
                                          f"{journal.get('previous_version') or 'no version'}"}
 

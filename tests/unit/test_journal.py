@@ -169,3 +169,53 @@ def test_step_times_and_downtime_are_kept_to_the_millisecond() -> None:
     assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0},
                                      {"name": "served", "start": 3.23456, "end": 4.0}]) == 2.235
     assert journal.downtime_seconds([{"name": "stop", "start": 1.00001, "end": 2.0}], 3.23456) == 2.235
+
+
+# ---- What the database says it served, and the operator's keep --------------------------------
+
+SERVED = {"served": True, "requests": 3, "writes": 1, "users": 1, "cli_changes": 0,
+          "summary": "3 request(s) of 1 user session(s) or writes, 1 of them writes"}
+DONE_WINDOW = {**OPEN, "phase": "window_done", "migrate": True,
+               "steps": [{"step": s, "state": "done"} for s in ("stop", "rollback_point", "switch", "migrate")]}
+
+
+@pytest.mark.parametrize("phase", ["window", "window_done", "starting", "cancelled", "rollback_failed"])
+def test_what_the_database_says_served_users_is_finished_never_restored(phase):
+    # Started by hand after the interruption, then stopped: the probe sees nothing, the
+    # database's own request log does.
+    decision = journal.recovery({**OPEN, "phase": phase}, serving=False, served=SERVED)
+    assert decision["action"] == "finish"
+    assert "served users after the window" in decision["why"] and SERVED["summary"] in decision["why"]
+
+
+def test_a_database_that_served_no_one_still_rolls_back():
+    quiet = {**SERVED, "served": False, "requests": 0, "writes": 0, "users": 0}
+    assert journal.recovery(DONE_WINDOW, serving=False, served=quiet)["action"] == "rollback"
+    assert journal.recovery(DONE_WINDOW, serving=False, served=None)["action"] == "rollback"
+
+
+def test_the_operator_keeps_a_new_version_that_is_in_place():
+    decision = journal.recovery(DONE_WINDOW, serving=False, keep_new="users need ELLA now")
+    assert decision["action"] == "finish" and "kept by the operator (users need ELLA now" in decision["why"]
+
+
+@pytest.mark.parametrize(("journal_entry", "missing"), [
+    (OPEN | {"migrate": True}, "migrate started"),
+    ({**DONE_WINDOW, "steps": DONE_WINDOW["steps"][:3]}, "migrate not reached"),
+    ({**DONE_WINDOW, "fixtures": [{"name": "usergroups"}]}, "fixtures not reached"),
+    ({**DONE_WINDOW, "migrate": False, "steps": DONE_WINDOW["steps"][:2]}, "switch not reached"),
+])
+def test_keep_new_refuses_a_version_that_is_not_in_place(journal_entry, missing):
+    decision = journal.recovery(journal_entry, serving=False, keep_new="x")
+    assert decision["action"] == "refuse" and missing in decision["why"] and "recover` rolls it back" in decision["why"]
+
+
+@pytest.mark.parametrize("phase", ["rolled_back", "rolled_back_running"])
+def test_keep_new_refuses_after_the_rollback_was_done(phase):
+    decision = journal.recovery({**DONE_WINDOW, "phase": phase}, serving=False, keep_new="x")
+    assert decision["action"] == "refuse" and "rollback of 1.17.0 was done already" in decision["why"]
+
+
+def test_keep_new_needs_no_more_than_what_went_live():
+    decision = journal.recovery({**DONE_WINDOW, "phase": "live"}, serving=False, keep_new="x")
+    assert decision["action"] == "finish" and "went live" in decision["why"]

@@ -229,3 +229,34 @@ def test_module_documentation_is_yaml_with_every_option(module: str) -> None:
     documented = set(parsed["DOCUMENTATION"].get("options") or {})
     for option in documented:
         assert f"{option}=dict(" in source or f'"{option}": ' in source or f"'{option}': " in source, option
+
+
+# Operations that may run while a release journal is open, and why (the ella_operation wrapper
+# refuses every other one under the lock, naming the release and `recover`).
+OPEN_RELEASE_ALLOWED = {
+    "release": "true",     # its own pre-flight refuses an open journal, saying so
+    "recover": "true",     # the open journal is what it acts on
+    "rehearsal": "true",   # reads the live database only
+    "backup": "true",      # reads the live database only
+    "db-task": "{{ not ella_db_task.commit | bool }}",   # a dry run rolls back; a commit is refused
+}
+
+
+def test_every_operation_but_the_allowed_ones_waits_for_recover() -> None:
+    # start, stop, failover/failback (restart = stop + start), accept, a writing cli, a db-task
+    # commit: none may act on a state recover has not seen yet.
+    seen, wrong = set(), []
+    for path in TASK_AND_PLAY_FILES:
+        for task in tasks_in(load_yaml(path)):
+            argument = task.get("ansible.builtin.include_role")
+            if not isinstance(argument, dict) or argument.get("name") != "ella_operation":
+                continue
+            variables = task.get("vars") or {}
+            kind = variables.get("ella_operation_kind")
+            seen.add(kind)
+            allowed = variables.get("ella_operation_open_release")
+            if allowed is not None and str(allowed).lower() != OPEN_RELEASE_ALLOWED.get(kind, "<refused>"):
+                wrong.append(f"{task_label(path, task)}: {kind} runs while a release is open ({allowed})")
+    assert {"start", "stop", "failover", "cli", "accept", "db-task"} <= seen, seen
+    assert not wrong, "\n".join(wrong)
+    assert defaults_of("ella_operation")["ella_operation_open_release"] is False

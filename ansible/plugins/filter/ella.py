@@ -99,10 +99,12 @@ def ella_journal_summary(journal):
     return _load("journal").summary(journal or None)
 
 
-def ella_recovery(journal, serving):
-    """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback, why};
-    serving: the new version passes the health gate on the journal's host now."""
-    return _load("journal").recovery(journal or None, bool(serving))
+def ella_recovery(journal, serving, served=None, keep_new=""):
+    """What `recover` does with a journal: {action: none|rollback|finish|finish_rollback|refuse,
+    why}; serving: the new version passes the health gate on the journal's host now; served:
+    what ELLA's own tables say the live database served since the window; keep_new: the
+    operator's reason to keep the new version."""
+    return _load("journal").recovery(journal or None, bool(serving), served or None, keep_new or "")
 
 
 def ella_release_steps(marks, journal, finished):

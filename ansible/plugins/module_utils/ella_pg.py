@@ -38,6 +38,10 @@ WHERE table_schema = 'public' AND table_type = 'BASE TABLE'
 """
 
 
+# ELLA's own logs in its database: every API request (resourcelog) and ella-cli command (clilog).
+LOG_TABLES = ("resourcelog", "clilog")
+
+
 # A session of a login, not one of the server's own workers (autovacuum runs as no login).
 # (Not backend_type: a login without pg_read_all_stats sees it NULL on other logins' rows.)
 LOGIN_SESSION = "usesysid IS NOT NULL"
@@ -180,6 +184,47 @@ class Server:
             return None
         versions = self.query("SELECT version_num FROM alembic_version", database=database)
         return versions[0][0] if versions else None
+
+    def log_marks(self, database=None):
+        """The newest row of ELLA's request log and CLI log (resourcelog, clilog) in `database`:
+        what came after these came later. None for a table the database does not have."""
+        marks = {}
+        for table in LOG_TABLES:
+            rows = self.query("SELECT to_regclass(%s) IS NOT NULL", ("public." + table,), database=database)
+            marks[table] = (self.query("SELECT coalesce(max(id), 0) FROM %s" % table, database=database)[0][0]
+                            if rows[0][0] else None)
+        return marks
+
+    def served_since(self, baseline, marks=None, own_commands=()):
+        """What ELLA served on the live database after the release's window, read from ELLA's
+        own tables: `resourcelog` (ELLA writes a row for every API request: who, what, when)
+        and `clilog` (every ella-cli command). After = a row id beyond `marks` (the window's own
+        last rows, recorded when it ended), else beyond the `baseline` database's (the rollback
+        point: the database as it was once ELLA had stopped), less the window's own ella-cli
+        commands (`own_commands`, as clilog's `command` says them); the clock plays no part. Counted as served: a request of a
+        logged-in user, and every request that writes (POST, PUT, PATCH, DELETE: a login among
+        them); any other ella-cli command. An anonymous read (the health gate's
+        /api/v1/config/, `check`'s /api/v1/broadcasts/) serves no one's data."""
+        exact = bool(marks) and all(marks.get(table) is not None for table in LOG_TABLES)
+        marks = marks if exact else self.log_marks(baseline)
+        result = {"requests": 0, "writes": 0, "users": 0, "cli_changes": 0, "first": None, "last": None,
+                  "since": "the end of the window" if exact else "the rollback point"}
+        if marks.get("resourcelog") is not None:
+            row = self.query(
+                "SELECT count(*), count(*) FILTER (WHERE method NOT IN ('GET', 'HEAD', 'OPTIONS')), "
+                "count(DISTINCT usersession_id), min(time)::text, max(time)::text FROM resourcelog "
+                "WHERE id > %s AND (usersession_id IS NOT NULL OR method NOT IN ('GET', 'HEAD', 'OPTIONS'))",
+                (marks["resourcelog"],))[0]
+            result.update(requests=row[0], writes=row[1], users=row[2], first=row[3], last=row[4])
+        if marks.get("clilog") is not None:
+            sql = "SELECT count(*) FROM clilog WHERE id > %s"
+            params = [marks["clilog"]]
+            if not exact and own_commands:
+                sql += " AND command NOT IN %s"
+                params.append(tuple(own_commands))
+            result["cli_changes"] = self.query(sql, tuple(params))[0][0]
+        result["served"] = bool(result["requests"] or result["cli_changes"])
+        return result
 
     def server_version(self):
         return int(self.maintenance("SELECT current_setting('server_version_num')::int")[0][0])

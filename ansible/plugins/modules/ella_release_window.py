@@ -97,6 +97,13 @@ options:
       at its next step boundary instead of going on to go-live.
     type: bool
     default: false
+  served:
+    description: >-
+      With C(state), also read from ELLA's own tables what the live database served since the
+      open release's window (requests of logged-in users, writes, ella-cli changes after the
+      rollback point was made): recover never restores over that.
+    type: bool
+    default: false
   wait_seconds:
     description: How long C(rollback) waits for a running window to reach a step boundary, and
       C(state) with C(wait_idle) for a running step to end.
@@ -115,6 +122,12 @@ RETURN = r"""
 journal:
   description: The journal after the action.
   returned: always
+  type: dict
+served:
+  description: >-
+    What the live database served since the window (requests, writes, users, cli_changes,
+    first, last, served, summary); null when no open release has a rollback point.
+  returned: action=state with served
   type: dict
 """
 
@@ -136,6 +149,8 @@ from ansible.module_utils.ella_pg import PgError, Server, stamp
 
 # Steps after which the live database may differ from the rollback point.
 WRITING_STEPS = ("migrate", "fixtures", "start")
+# The migration, as ella-cli's arguments (and as ELLA's clilog records the command).
+MIGRATE = ["database", "upgrade", "head"]
 
 
 class WindowError(Exception):
@@ -273,6 +288,8 @@ class Window:
             self.run_step("migrate", lambda: self.migrate(server, release))
         if release.get("fixtures"):
             self.run_step("fixtures", lambda: self.fixtures(release))
+        # ELLA's own logs as the window leaves them: what comes after is not the release's.
+        self.journal.data["log_marks"] = server.log_marks()
         self.journal.data["phase"] = "window_done"
         self.journal.write()
 
@@ -312,7 +329,7 @@ class Window:
         return {"target": release["target"], "config": bool(config)}
 
     def migrate(self, server, release):
-        done = self.cli(release["image"], ["database", "upgrade", "head"], timeout=release.get("migrate_timeout"))
+        done = self.cli(release["image"], MIGRATE, timeout=release.get("migrate_timeout"))
         report = upgrade_report(done)
         if report["error"]:
             raise WindowError(report["error"])
@@ -361,6 +378,16 @@ class Window:
         self.stop_ella()
         point = (journal.get("rollback_point") or {}).get("database")
         written = self.journal.reached(WRITING_STEPS)
+        if written and point and server.exists(point):
+            # Once users were served on the live database (a start by hand after an interrupted
+            # run, say), nothing is restored over what they did: ELLA's own log says so.
+            served = served_since(server, point, journal)
+            if served["served"]:
+                journal["served_after_window"] = served
+                self.journal.write()
+                raise WindowError(
+                    "nothing was restored: the live database served users after the window (%s); the new "
+                    "version's data are theirs now. `ella-deploy recover` keeps it" % describe_served(served))
         if written and (not point or not server.exists(point)):
             # Nothing is put back: the symlink, the configuration and the data stay together,
             # as the new version left them, and ELLA stays stopped.
@@ -486,6 +513,39 @@ class Window:
             self.journal.write()
 
 
+def describe_served(served):
+    """One line on what ELLA served since the window, from its own tables."""
+    parts = ["%d request(s) of %d user session(s) or writes, %d of them writes" % (
+        served["requests"], served["users"], served["writes"])]
+    if served["cli_changes"]:
+        parts.append("%d ella-cli change(s)" % served["cli_changes"])
+    if served.get("first"):
+        parts.append("from %s to %s" % (served["first"], served["last"]))
+    return ", ".join(parts)
+
+
+def served_state(journal):
+    """For `state` with C(served): what the live database served since the open release's
+    window (None when nothing can have been replaced: no rollback point, or no release open)."""
+    point = (journal.get("rollback_point") or {}).get("database")
+    if not point or journal.get("phase") in ("done", None) or not journal.get("db_url"):
+        return None
+    server = Server(journal["db_url"], journal["pgpassfile"])
+    if not server.exists(point) or not server.exists(server.database):
+        return None
+    served = served_since(server, point, journal)
+    served["summary"] = describe_served(served)
+    return served
+
+
+def served_since(server, point, journal):
+    """What the live database served after this journal's window (ella_pg's rule): after the
+    logs' marks the window recorded at its end, else after the rollback point less the
+    window's own ella-cli commands."""
+    own = [" ".join(MIGRATE)] + [" ".join(f["command"]) for f in journal.get("fixtures") or []]
+    return server.served_since(point, journal.get("log_marks"), own)
+
+
 def http_get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -525,6 +585,7 @@ def main():
             wait_seconds=dict(type="float", default=900),
             wait_idle=dict(type="bool", default=False),
             cancel=dict(type="bool", default=False),
+            served=dict(type="bool", default=False),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
             journal_id=dict(type="str"),
         ),
@@ -546,7 +607,9 @@ def main():
             elif module.params["wait_idle"]:
                 # A step of an interrupted run goes on (SIGHUP is ignored): read what it leaves.
                 window.journal.lock(module.params["wait_seconds"])
-            module.exit_json(changed=False, journal=window.journal.read())
+            journal = window.journal.read()
+            served = served_state(journal) if module.params["served"] else None
+            module.exit_json(changed=False, journal=journal, served=served)
         lock = module.params["lock"] or {}
         with Heartbeat(lock.get("path"), lock.get("token")) as heartbeat:
             window.heartbeat = heartbeat
