@@ -50,8 +50,11 @@ def ella_cli(inventory: Path, args: list[str], command: str,
 
 
 def backup(inventory: Path, verify_restore: bool, command: str,
-           progress: ProgressCallback | None = None) -> dict[str, Any]:
-    extravars = {"ella_database_backup_verify_restore": verify_restore, **audit.run_metadata(command)}
+           progress: ProgressCallback | None = None, rollback_point: bool = False) -> dict[str, Any]:
+    """The live database now; with `rollback_point`, the last successful release's rollback
+    point instead (its backup, when the one after go-live failed: accept needs it)."""
+    extravars = {"ella_database_backup_verify_restore": verify_restore, "ella_backup_rollback_point": rollback_point,
+                 **audit.run_metadata(command)}
     result = run_playbook("backup.yml", inventory, extravars=extravars, progress=progress)
     record = result.published.get("ella_audit_record")
     if not result.ok:

@@ -20,7 +20,8 @@ description:
   - C(copy) makes a copy of the live database (or of C(source)) on the server (CREATE DATABASE ... TEMPLATE),
     C(swap) renames a copy into the live database's place (one transaction), C(drop) drops a
     database ella-deploy made, C(drop_copies) drops the copies of kind C(kind)
-    (<db>_<kind>_<stamp>) but those in C(keep); C(state) reads the revision, size and sessions.
+    (<db>_<kind>_<stamp>) but those in C(keep); C(state) reads the revision, size, sessions
+    and the rollback points (rollback_copies).
   - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
 options:
   action:
@@ -169,7 +170,8 @@ def run(module, params):
         return dict(changed=False, state={
             "database": server.database, "exists": server.exists(server.database),
             "revision": server.revision(), "size_bytes": server.size(),
-            "sessions": len(server.sessions(server.database))})
+            "sessions": len(server.sessions(server.database)),
+            "rollback_copies": server.copies("rollback")})
     if action == "backup":
         return dict(changed=True, backup=do_backup(module, server))
     if action == "verify":
