@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--no-broadcast", action="store_true", help="skip the acceptance-test broadcast")
     release.add_argument("--skip-staging-check", action="store_true",
                          help="release a major/minor version not yet released on staging (audited)")
+    release.add_argument("--without-rollback-image", metavar="REASON", default="",
+                         help="release although the running version's image (the rollback target) is missing or "
+                              "damaged: a failed release could not go back (audited)")
     release.add_argument("--notify", action="store_true",
                          help="e-mail the testers that the acceptance test may start (a failed send fails nothing)")
     release.add_argument("--break-lock", metavar="REASON", default="",
@@ -133,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     recover = commands.add_parser("recover", help="after an interrupted run: say what production is in, then "
                                                   "finish or roll back the release, under the lock")
+    recover.add_argument("--keep-new", metavar="REASON", default="",
+                         help="keep the new version of the open release (it must be in place: switched and "
+                              "migrated) and start it, instead of rolling back what never served (audited)")
     _add_peer_fenced(recover)
     _add_yes(recover)
     start = commands.add_parser("start", help="start ELLA on one host, if no other host runs it")
@@ -178,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="back up the database now (pg_dump, verified, audited)")
     backup.add_argument("--verify-restore", action="store_true",
                         help="also restore it into a scratch database (dropped afterwards)")
+    backup.add_argument("--rollback-point", action="store_true",
+                        help="back up the last release's rollback point (the data before it) as that release's "
+                             "backup, when the one after go-live failed; accept needs it")
 
     logs = commands.add_parser("logs", help="the last lines of ELLA's logs (default: api.log on the active host)")
     logs.add_argument("--host", help="default: the host that runs ELLA, else the primary")
@@ -291,6 +300,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         fenced_hosts=tuple(args.peer_fenced),
         notify=args.notify,
         skip_staging_check=args.skip_staging_check,
+        without_rollback_image=args.without_rollback_image.strip(),
     )
     release.validate(options)
     inventory = paths.resolve_inventory(args.inventory)
@@ -573,9 +583,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
     from ella_deploy import confirm
 
     inventory = paths.resolve_inventory(args.inventory)
-    confirm.require("recover", inventory, *confirm.recover(inventory), yes=args.yes)
+    keep_new = args.keep_new.strip()
+    if args.keep_new and not keep_new:
+        raise EllaDeployError("recover --keep-new needs a reason (it is written to the audit log)", ExitCode.USAGE)
+    confirm.require("recover", inventory, *confirm.recover(inventory, keep_new), yes=args.yes)
     found = control.recover(inventory, audit.sanitized_command(args.argv),
-                            tuple(args.peer_fenced), _progress(args.output))
+                            tuple(args.peer_fenced), _progress(args.output), keep_new=keep_new)
     _emit(args.output, control.render_recovery(found), found)
     if found["errors"]:
         return ExitCode.REFUSED if found["refused"] else ExitCode.FAILED
@@ -613,9 +626,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from ella_deploy import operations
 
     record = operations.backup(paths.resolve_inventory(args.inventory), args.verify_restore,
-                               audit.sanitized_command(args.argv), _progress(args.output))
+                               audit.sanitized_command(args.argv), _progress(args.output),
+                               rollback_point=args.rollback_point)
     backup = record.get("backup") or {}
-    text = (f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, sha256 {backup.get('sha256')})"
+    text = (f"backup of {record['rollback_point']}, the data before {record.get('version')}: "
+            if record.get("rollback_point") else "")
+    text += (f"backup {backup.get('path')} ({int(backup.get('size_bytes') or 0) / 1e6:.1f} MB, sha256 {backup.get('sha256')})"
             f"\n{backup.get('tables')} tables, {backup.get('rows')} rows at revision {backup.get('revision')}; "
             f"verified: {backup.get('verified')}")
     _emit(args.output, text, record)

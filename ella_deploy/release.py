@@ -34,6 +34,8 @@ class ReleaseOptions:
     staging_verified: tuple[str, ...] | None = None
     staging_error: str = ""
     skip_staging_check: bool = False
+    # The operator's reason to release although the rollback target's image is not usable.
+    without_rollback_image: str = ""
 
 
 @dataclass
@@ -81,7 +83,8 @@ def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
     return {"ella_release_request": options.request, **audit.run_metadata(command, options.fenced_hosts),
             "ella_deploy_staging_verified": list(options.staging_verified or ()),
             "ella_deploy_staging_error": options.staging_error,
-            "ella_deploy_skip_staging_check": options.skip_staging_check}
+            "ella_deploy_skip_staging_check": options.skip_staging_check,
+            "ella_deploy_without_rollback_image": options.without_rollback_image}
 
 
 def staging_verified(inventory: Path, skip: bool,
@@ -122,6 +125,10 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
         problems.append(f"{Path(the_plan['image']).name}: {the_plan['checksum_problem']}")
     if the_plan.get("image_problem"):
         problems.append(f"the new image says: {the_plan['image_problem']}")
+    if the_plan.get("rollback_image_problem") and not options.without_rollback_image:
+        problems.append(f"the rollback target {the_plan['rollback_image_problem']}: a failed release could not go "
+                        f"back to {the_plan.get('current_version')} (stage it again, or --without-rollback-image "
+                        "REASON, audited)")
     journal = the_plan.get("journal") or {}
     if journal.get("open"):
         problems.append(f"the release of {journal.get('version')} stopped in phase {journal.get('phase')}: "
@@ -192,7 +199,11 @@ def render_plan(the_plan: dict[str, Any], options: ReleaseOptions) -> str:
         f"image           {the_plan['image']}"
         + (f" ({the_plan['checksum_problem']})" if the_plan.get("checksum_problem")
            else f" (sha256 {str(the_plan.get('image_sha256') or '')[:16]}..., {the_plan.get('image_sha256_source')})"),
-        f"current         {the_plan.get('current_version') or 'none'}",
+        f"current         {the_plan.get('current_version') or 'none'}"
+        + (f" (rollback target: {the_plan['rollback_image_problem']})" if the_plan.get("rollback_image_problem")
+           else f" (rollback target {Path(str(the_plan['rollback_image']['path'])).name}, sha256 "
+                f"{str(the_plan['rollback_image'].get('sha256') or '')[:16]}...)" if the_plan.get("rollback_image")
+           else ""),
         f"change          {the_plan['change_kind']}" + ("  (hotfix)" if the_plan["change_kind"] == "patch" else ""),
         "migrations      "
         + ("pending" if the_plan.get("migrations_pending") else "none pending" if the_plan.get("migrations_pending") is False

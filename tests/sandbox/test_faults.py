@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import (
-    HEAD_1_16_5, EllaUser, release, revision, running_image, stage_fault, table_checksums,
+    HEAD_1_16_5, EllaUser, api, release, revision, running_image, stage_fault, table_checksums,
 )
 from tests.sandbox_access import PROD_ROOT
 
@@ -150,6 +150,58 @@ def test_a_failure_after_go_live_is_reported_never_undone(prod):
     assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'before the release %';") == "5"
     assert EllaUser(prod).report_errors(1, "after go-live") == ["after go-live 0"]
 
+    # accept never drops the last copy: the rollback point stays until a backup of it reads back.
+    points = [d for d in prod.databases() if d.startswith("ella_rollback_")]
+    refused = run_cli("--inventory", "sandbox", "accept")
+    assert refused.returncode == 75, refused.stderr
+    assert "no backup was taken" in refused.stderr and "ella-deploy backup --rollback-point" in refused.stderr \
+        and points[0] in refused.stderr, refused.stderr
+    assert [d for d in prod.databases() if d.startswith("ella_rollback_")] == points
+    # A backup that is there but does not read back completely counts as none either.
+    taken = json.loads(run_cli("--inventory", "sandbox", "--output", "json", "backup", "--rollback-point",
+                               check=True).stdout)
+    assert taken["rollback_point"] == points[0] and taken["backup"]["verified"] == "read back completely"
+    dump = taken["backup"]["path"]
+    prod.exec("p22-ella-01", f"cp {dump} /tmp/intact.dump && truncate -s $(( $(stat -c %s {dump}) / 2 )) {dump}",
+              user="ella")
+    refused = run_cli("--inventory", "sandbox", "accept")
+    assert refused.returncode == 75 and os.path.basename(dump) in refused.stderr, refused.stderr
+    prod.exec("p22-ella-01", f"cp /tmp/intact.dump {dump}", user="ella")
+    accepted = run_cli("--inventory", "sandbox", "--output", "json", "accept")
+    assert accepted.returncode == 0, accepted.stderr
+    record = prod.audit_records()[-1]
+    assert record["kind"] == "accept" and record["rollback_points_dropped"] == points
+    assert record["backup_checked"]["path"] == dump
+    assert not [d for d in prod.databases() if d.startswith("ella_rollback_")]
+
+
+# ---- 2b. A release it could not roll back is refused before anything stops --------------------
+
+def test_a_release_whose_rollback_target_is_missing_or_damaged_is_refused_before_anything_stops(fresh):
+    archive = f"{PROD_ROOT}/archive/releases"
+    previous = f"{archive}/ella-release-v1.16.5.sif"
+    up_before = status()["hosts"][0]["uptime_seconds"]
+    fresh.exec("p22-ella-01", f"mv {previous} {previous}.away", user="ella")
+    try:
+        # The plan says it (the release's own pre-flight refuses on the same plan fact).
+        plan = run_cli("--inventory", "sandbox", "release", "1.17.0", "--check", "--skip-staging-check")
+        assert "rollback target" in plan.stdout and "ella-release-v1.16.5.sif: missing" in plan.stdout, plan.stdout
+        assert "--without-rollback-image" in plan.stdout
+    finally:
+        fresh.exec("p22-ella-01", f"mv {previous}.away {previous}", user="ella")
+    # Present but not what was staged: its .sha256 (as `stage` writes one) disagrees.
+    fresh.exec("p22-ella-01", f"echo {'0' * 64} > {previous}.sha256", user="ella")
+    try:
+        code, _, stderr = release("1.17.0", "--skip-staging-check")
+        assert code == 75 and "sha256 mismatch" in stderr and "ella-release-v1.16.5.sif" in stderr, stderr
+    finally:
+        fresh.exec("p22-ella-01", f"rm -f {previous}.sha256", user="ella")
+    # Nothing stopped, nothing opened, nothing copied.
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-01"] and not report["lock"]["held"]
+    assert not (report["journal"] or {}).get("open") and report["hosts"][0]["uptime_seconds"] > up_before
+    assert not [d for d in fresh.databases() if d.startswith("ella_rollback_")]
+
 
 # ---- 3. An interrupted run: Ctrl-C, a lost connection, a dead controller -----------------------
 
@@ -214,18 +266,23 @@ def test_a_lost_ssh_connection_during_the_window_ends_rolled_back(prod):
     assert status()["active_hosts"] == ["p22-ella-01"]
 
 
+def kill_release_at(sandbox, version: str, step: str) -> None:
+    """A release whose controller dies (the CLI and its ansible-playbook at once, as a closed
+    laptop) once its journal shows `step` started; the step on the host goes on."""
+    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", version,
+                            "--yes", "--skip-staging-check"], cwd=ROOT, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: journal_step(sandbox, step), timeout=300, what=f"the step {step}")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+
+
 def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(prod):
     # Killed while the new version's start waits for a health gate it never passes: a process
     # holds the new image, but it never answered, so it served no one and recover rolls back
     # (after the start on the host gives up), restoring the data its migrations changed.
     before = table_checksums(prod)
-    version = stage_fault(prod, "never-healthy")
-    run = subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "release", version,
-                            "--yes", "--skip-staging-check"], cwd=ROOT, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: journal_step(prod, "start"), timeout=300, what="the start")
-    os.killpg(run.pid, signal.SIGKILL)  # the CLI and its ansible-playbook, at once
-    run.wait()
+    kill_release_at(prod, stage_fault(prod, "never-healthy"), "start")
     report = status()
     assert report["lock"]["held"] and report["journal"]["open"]
     # A new release is refused: the journal is open (not "already live" from the symlink alone).
@@ -239,6 +296,90 @@ def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(pro
     assert result["record"]["lock_broken"]["gone"]
     assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
     assert status()["active_hosts"] == ["p22-ella-01"]
+
+
+# ---- 3b. Between commands: an open release is recover's alone ---------------------------------
+
+SUPERVISORCTL = f"supervisorctl -c {PROD_ROOT}/ops/supervisor/supervisor.cfg"
+
+
+def answers(sandbox) -> bool:
+    try:
+        return "app" in api(sandbox, "/api/v1/config/")
+    except OSError:
+        return False
+
+
+def window_ended(sandbox) -> bool:
+    """The window on the host ran to its end after its controller died: the new version in place, not started."""
+    return sandbox.journal().get("phase") == "window_done"
+
+
+def test_every_command_waits_for_recover_and_recover_keeps_what_users_wrote_after_a_start_by_hand(prod):
+    # 3 a.m.: a release dies in its window; a colleague removes its dead lock and starts ELLA
+    # by hand from supervisord (the procedure's :9000); users work on the new version; ELLA
+    # is stopped again; then someone runs what `status` suggests: recover.
+    kill_release_at(prod, "1.17.0", "migrate")
+    wait_for(lambda: window_ended(prod), timeout=120, what="the window's end on the host")
+    prod.exec("p22-ella-01", f"rm -rf {PROD_ROOT}/deploy/lock", user="ella")
+    # (stop, failover, db-task --commit go through the same wrapper: tests/unit/test_role_specs.py.)
+    for command in (["start", "--break-lock", "users are waiting"], ["broadcast", "new", "ELLA er tilbake"]):
+        refused = run_cli("--inventory", "sandbox", *command, "--yes")
+        assert refused.returncode == 75, (command, refused.stderr)
+        # (Above it, off a terminal, the progress lines of the tasks that ran.)
+        line = refused.stderr.strip().splitlines()[-1]
+        assert line.startswith("ella-deploy: ") and "release of 1.17.0" in line and "phase window_done" in line \
+            and "ella-deploy recover" in line, (command, refused.stderr)
+    refusal = prod.audit_records()[-1]
+    assert refusal["kind"] == "cli" and refusal["outcome"] == "failed" and "is open" in refusal["failure"]["message"]
+    assert status()["active_hosts"] == []
+
+    prod.exec("p22-ella-01", f"{SUPERVISORCTL} start ella", user="ella")
+    wait_for(lambda: answers(prod), timeout=120, interval=1, what="ELLA started by hand")
+    written = EllaUser(prod).report_errors(2, "on 1.17.0, started by hand")
+    prod.exec("p22-ella-01", f"{SUPERVISORCTL} stop ella", user="ella")
+
+    found = run_cli("--inventory", "sandbox", "--output", "json", "recover", "--yes")
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr
+    result = json.loads(found.stdout)
+    assert result["decision"]["action"] == "finish", result["decision"]
+    assert "served users after the window" in result["decision"]["why"]
+    # ELLA's own log: the login and the two reports, from one user session.
+    served = result["served"]
+    assert served["served"] and served["writes"] == 3 and served["users"] == 1, served
+    assert result["record"]["served_after_window"]["writes"] == 3
+    # What users wrote is there, on 1.17.0's schema, and recover started it again.
+    assert revision(prod) == "92066141f180"
+    assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'on 1.17.0, started by hand %';") \
+        == str(len(written))
+    assert prod.psql("SELECT count(*) FROM uiexception WHERE message LIKE 'before the release %';") == "5"
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-01"] and report["journal"]["open"] is False
+    assert "1.17.0" in running_image(prod)
+    assert result["record"]["started_by_recover"] is True
+    # The rollback point stays until accept, as after any release.
+    assert [d for d in prod.databases() if d.startswith("ella_rollback_")]
+
+
+def test_recover_keep_new_brings_the_new_version_back_at_once_audited(prod):
+    # The operator must bring ELLA back before deciding: the window ended, nothing started.
+    kill_release_at(prod, "1.17.0", "migrate")
+    wait_for(lambda: window_ended(prod), timeout=120, what="the window's end on the host")
+    found = run_cli("--inventory", "sandbox", "--output", "json", "recover", "--yes",
+                    "--keep-new", "users need ELLA before the review")
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr
+    result = json.loads(found.stdout)
+    assert result["decision"]["action"] == "finish" and "kept by the operator" in result["decision"]["why"]
+    record = result["record"]
+    assert record["kept_by_operator"] == "users need ELLA before the review" and record["outcome"] == "success"
+    assert record["lock_broken"]["gone"]
+    assert prod.audit_records()[-1]["kept_by_operator"] == "users need ELLA before the review"
+    assert revision(prod) == "92066141f180" and "1.17.0" in running_image(prod)
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-01"] and report["journal"]["open"] is False
+    # The release's backup, dumped from the rollback point, reads back; users write again.
+    assert record["backup"]["verified"] == "read back completely"
+    assert EllaUser(prod).report_errors(1, "after keep-new") == ["after keep-new 0"]
 
 
 # ---- 4. A host whose key changed gets nothing --------------------------------------------------

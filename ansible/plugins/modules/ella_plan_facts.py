@@ -9,7 +9,8 @@ module: ella_plan_facts
 short_description: Read what the plan of an ELLA release needs from the host, in one round trip
 description:
   - Reads only. The live symlink; the new image's sha256, its published .sha256 if any, and
-    whether Singularity can read it; the fixture files' checksums and the record of their last
+    whether Singularity can read it; the same of the image the live symlink points to (the
+    rollback target, to which a release must be able to go back); the fixture files' checksums and the record of their last
     apply; the release journal; the deploy lock; the database's size and the sessions other
     logins have open on it (they would block the rollback point); the free space for the
     release's backup.
@@ -123,9 +124,14 @@ def main():
     held = os.path.isdir(params["lock_path"])
     holder = read_holder(params["lock_path"]) if held else None
     age = heartbeat_age(params["lock_path"]) if held else None
+    target = os.readlink(link) if os.path.islink(link) else ""
     facts = {
-        "link_target": os.readlink(link) if os.path.islink(link) else "",
+        "link_target": target,
         "image": image_facts(params["image"]),
+        # What a rollback would point the symlink back to: present, intact, readable.
+        "previous_image": (dict(image_facts(os.path.join(os.path.dirname(link), target)),
+                                path=os.path.normpath(os.path.join(os.path.dirname(link), target)))
+                           if target else None),
         "fixtures": fixtures,
         "fixtures_recorded": read_json(params["fixtures_record"]) or {},
         "journal": read_json(os.path.join(params["journal_dir"], "journal.json")),
