@@ -90,7 +90,7 @@ def test_a_lock_alive_is_never_broken_even_with_a_reason(path: str) -> None:
     with pytest.raises(lock.LockError, match=r"still there \(heartbeat 8[4-6]s ago\): not broken"):
         lock.take(path, KARI, "token-kari", LEASE, break_reason="it hangs")
     assert stored(path)["token"] == "token-ola"
-    assert os.listdir(os.path.dirname(path)) == ["lock"]
+    assert sorted(os.listdir(os.path.dirname(path))) == [lock.CLOCK, "lock"]
 
 
 def test_a_lock_past_its_lease_is_broken_with_a_reason_and_kept_aside(path: str) -> None:
@@ -107,12 +107,48 @@ def test_a_lock_past_its_lease_is_broken_with_a_reason_and_kept_aside(path: str)
 
 def test_the_controller_knowing_its_process_gone_breaks_only_a_quiet_lock(path: str) -> None:
     lock.take(path, OLA, "token-ola", LEASE)
+    # A step on a host still renews it (its controller died, the step goes on): not gone.
+    with lock.Heartbeat(path, "token-ola", interval=3600):
+        age(path, lock.HOST_QUIET - 5)
+        assert lock.renewers(path) == 1
+        with pytest.raises(lock.LockError):
+            lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
+    # The step ended: nothing renews it any more, and the last heartbeat has settled.
+    assert lock.renewers(path) == 0
+    age(path, lock.SETTLE - 2)
+    with pytest.raises(lock.LockError):
+        lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
+    age(path, lock.SETTLE + 2)
+    _, broken = lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
+    assert broken["gone"].startswith("pid 4242 ended") and "no step on a host renews" in broken["gone"]
+
+
+def test_a_host_that_crashed_in_a_step_leaves_its_word_and_counts_gone_after_the_quiet(path: str) -> None:
+    lock.take(path, OLA, "token-ola", LEASE)
+    os.makedirs(os.path.join(path, lock.RENEWERS))
+    Path(path, lock.RENEWERS, "p22-ella-01-4711").touch()
     age(path, lock.HOST_QUIET - 5)
     with pytest.raises(lock.LockError):
         lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
     age(path, lock.HOST_QUIET + 5)
     _, broken = lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
-    assert broken["gone"].startswith("pid 4242 ended")
+    assert "nothing renewed the lock" in broken["gone"]
+
+
+def test_ages_are_measured_by_the_storages_clock_not_the_hosts(path: str, monkeypatch) -> None:
+    # A host whose clock runs 10 minutes ahead must not call a fresh heartbeat stale (the
+    # storage stamps the probe it touches by its own clock, here the same file system's).
+    lock.take(path, OLA, "token-ola", LEASE)
+    real = time.time
+    monkeypatch.setattr(lock.time, "time", lambda: real() + 600)
+    assert lock.heartbeat_age(path) < 5
+    with pytest.raises(lock.LockError):
+        lock.take(path, KARI, "token-kari", LEASE, break_reason="clock skew")
+
+
+def test_the_token_is_readable_by_the_service_user_only(path: str) -> None:
+    lock.take(path, OLA, "token-ola", LEASE)
+    assert stat.S_IMODE(os.stat(os.path.join(path, lock.HOLDER)).st_mode) == 0o600
 
 
 @pytest.mark.parametrize(("holder", "seconds", "controller_gone", "gone"), [
@@ -129,7 +165,20 @@ def test_the_controller_knowing_its_process_gone_breaks_only_a_quiet_lock(path: 
     ({"lease_seconds": 90}, lock.HOST_QUIET + 1, None, False),
 ])
 def test_when_a_holder_is_gone(holder, seconds, controller_gone, gone) -> None:
-    assert (lock.holder_gone(holder, seconds, controller_gone) is not None) == gone
+    # (A step still renewing: the old rule, the quiet decides.)
+    assert (lock.holder_gone(holder, seconds, controller_gone, renewing=1) is not None) == gone
+
+
+@pytest.mark.parametrize(("seconds", "controller_gone", "renewing", "gone"), [
+    (lock.SETTLE + 1, "ended", 0, True),
+    (lock.SETTLE - 1, "ended", 0, False),
+    (lock.SETTLE + 1, None, 0, False),
+    (lock.SETTLE + 1, "ended", 1, False),
+    (lock.SETTLE + 1, "ended", None, False),
+])
+def test_a_holder_whose_controller_ended_and_no_step_renews_is_gone_once_settled(seconds, controller_gone,
+                                                                                 renewing, gone) -> None:
+    assert (lock.holder_gone({"lease_seconds": 90}, seconds, controller_gone, renewing) is not None) == gone
 
 
 def test_the_host_is_quiet_after_three_missed_heartbeats() -> None:
@@ -175,7 +224,7 @@ def test_a_break_that_finds_the_lock_renewed_puts_it_back(path: str, monkeypatch
     with pytest.raises(lock.LockError, match="changed hands"):
         lock.take(path, KARI, "token-kari", LEASE, break_reason="stuck")
     assert stored(path)["token"] == "token-ola"
-    assert os.listdir(os.path.dirname(path)) == ["lock"]
+    assert sorted(os.listdir(os.path.dirname(path))) == [lock.CLOCK, "lock"]
 
 
 def test_a_break_that_finds_another_holder_puts_it_back(path: str, monkeypatch) -> None:

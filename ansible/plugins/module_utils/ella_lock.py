@@ -8,6 +8,12 @@ step of its run; a lock whose heartbeat is older than its lease, or whose contro
 is gone (judged on that same controller), has no holder any more and may be broken. A break
 is a compare-and-swap: the directory is renamed aside, then the holder it held is compared
 with the one judged gone; a lock renewed in between is put back.
+
+Ages are measured by the shared storage's clock (the mtime a touch there gets), not by the
+host's own: hosts whose clocks disagree still agree on how old a heartbeat is. A long step on
+a host that renews the lock registers itself in `renewers/` while it runs, so that once its
+controller has ended and no step renews any more, the holder is known gone at once. The
+token is in holder.json, readable by the service user only (0600).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from ansible.module_utils.ella_atomic import write_atomic
 
 HOLDER = "holder.json"
 HEARTBEAT = "heartbeat"
+RENEWERS = "renewers"
+# Touched beside the lock to read the shared storage's clock.
+CLOCK = ".clock"
 
 
 class LockError(Exception):
@@ -56,28 +65,57 @@ def describe(holder):
                                        holder.get("since", "?"), holder.get("command", "?"))
 
 
-def heartbeat_age(path, now=None):
+def storage_now(directory):
+    """The shared storage's own time: the mtime it gives a file touched there now (an NFS
+    server sets it by its clock). The host's clock only when the storage cannot be written."""
+    clock = os.path.join(directory, CLOCK)
     try:
-        return (now or time.time()) - os.stat(os.path.join(path, HEARTBEAT)).st_mtime
+        touch(clock)
+        return os.stat(clock).st_mtime
+    except OSError:
+        return time.time()
+
+
+def heartbeat_age(path, now=None):
+    """Seconds since the lock's last heartbeat, by the storage's clock (None: no lock)."""
+    if now is None and not os.path.isdir(path):
+        return None
+    now = storage_now(os.path.dirname(path.rstrip("/")) or ".") if now is None else now
+    try:
+        return now - os.stat(os.path.join(path, HEARTBEAT)).st_mtime
     except OSError:
         try:
-            return (now or time.time()) - os.stat(path).st_mtime
+            return now - os.stat(path).st_mtime
         except OSError:
             return None
+
+
+def renewers(path):
+    """How many steps on hosts say they renew the lock right now (a crashed host's stays)."""
+    try:
+        return len(os.listdir(os.path.join(path, RENEWERS)))
+    except OSError:
+        return 0
 
 
 # Seconds without a heartbeat after which no process on a host acts under the lock any more
 # (the long-running modules renew it every HEARTBEAT_INTERVAL seconds).
 HEARTBEAT_INTERVAL = 10.0
 HOST_QUIET = 3 * HEARTBEAT_INTERVAL
+# Once no step says it renews the lock: the seconds a short step (which does not renew) may
+# still take to end after its controller died.
+SETTLE = HEARTBEAT_INTERVAL / 2
 
 
-def holder_gone(holder, age, controller_gone=None):
+def holder_gone(holder, age, controller_gone=None, renewing=None):
     """Why the holder of a lock is gone, or None while it may still be there.
 
     The heartbeat decides: a lock not renewed within its lease has no holder. The caller's
     controller may know sooner (controller_gone: it took the lock from this very machine and
-    that process has ended); that counts once nothing on a host renews the lock either."""
+    that process has ended); that counts once nothing on a host renews the lock either: no
+    step says it renews (`renewing` == 0), or none has for HOST_QUIET seconds (a host that
+    crashed in a step leaves its word behind; a short step that does not renew has had SETTLE
+    seconds to end)."""
     lease = float(holder.get("lease_seconds") or 0)
     if age is None:
         return None
@@ -85,11 +123,14 @@ def holder_gone(holder, age, controller_gone=None):
         return "no heartbeat for %ds (lease %ds)" % (age, lease)
     if controller_gone and age > HOST_QUIET:
         return "%s, and nothing renewed the lock for %ds" % (controller_gone, age)
+    if controller_gone and renewing == 0 and age > SETTLE:
+        return "%s, and no step on a host renews the lock (last heartbeat %ds ago)" % (controller_gone, age)
     return None
 
 
 def write_json(path, data):
-    write_atomic(path, json.dumps(data, sort_keys=True))
+    # The holder carries the token: the service user's alone.
+    write_atomic(path, json.dumps(data, sort_keys=True), mode=0o600)
 
 
 def touch(path):
@@ -129,7 +170,7 @@ def take(path, holder, token, lease_seconds, break_reason="", controller_gone=No
 def break_lock(path, reason, controller_gone=None):
     """Compare-and-swap: move the lock aside, then make sure it is the lock judged gone."""
     judged = read_holder(path)
-    gone = holder_gone(judged, heartbeat_age(path), controller_gone)
+    gone = holder_gone(judged, heartbeat_age(path), controller_gone, renewers(path))
     if gone is None:
         raise LockError("deploy lock held by %s, and its holder is still there (heartbeat %ds ago): not broken"
                         % (describe(judged), heartbeat_age(path) or 0), public(judged))
@@ -140,7 +181,7 @@ def break_lock(path, reason, controller_gone=None):
         raise LockError("deploy lock was released or broken by someone else meanwhile: try again") from None
     moved = read_holder(aside)
     age = heartbeat_age(aside)
-    if moved.get("token") != judged.get("token") or holder_gone(moved, age, controller_gone) is None:
+    if moved.get("token") != judged.get("token") or holder_gone(moved, age, controller_gone, renewers(aside)) is None:
         # Renewed or replaced between the judgement and the rename: it is not ours to break.
         try:
             os.rename(aside, path)
@@ -183,10 +224,18 @@ class Heartbeat:
         self.lost = None
         self._stop = threading.Event()
         self._thread = None
+        self._word = None
 
     def __enter__(self):
         if self.path and self.token:
             renew(self.path, self.token)
+            # Said while this step runs: a holder whose controller ended is not gone meanwhile.
+            self._word = os.path.join(self.path, RENEWERS, "%s-%d" % (os.uname()[1], os.getpid()))
+            try:
+                os.makedirs(os.path.dirname(self._word), mode=0o750, exist_ok=True)
+                touch(self._word)
+            except OSError:
+                self._word = None
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -203,4 +252,9 @@ class Heartbeat:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=2)
+        if self._word:
+            try:
+                os.unlink(self._word)
+            except OSError:
+                pass
         return False

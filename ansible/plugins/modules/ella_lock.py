@@ -48,7 +48,7 @@ options:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_lock import (
-    LockError, heartbeat_age, holder_gone, public, read_holder, release, renew, take,
+    LockError, heartbeat_age, holder_gone, public, read_holder, release, renew, renewers, take,
 )
 import os
 
@@ -77,7 +77,8 @@ def main():
             age = heartbeat_age(path) if held else None
             module.exit_json(changed=False, held=held, holder=public(holder) if held else None,
                              heartbeat_age=None if age is None else round(age, 1),
-                             gone=holder_gone(holder, age, params["controller_gone"]) if held else None,
+                             gone=holder_gone(holder, age, params["controller_gone"], renewers(path))
+                             if held else None,
                              ours=bool(held and params["token"] and holder.get("token") == params["token"]))
         if module.check_mode:
             module.exit_json(changed=False)
