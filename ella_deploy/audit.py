@@ -8,6 +8,7 @@ ansible/plugins/filter/ella.py; the CLI uses it to present `history`.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -54,16 +55,81 @@ def downtime_seconds(marks: list[dict[str, Any]], finished: float | None = None)
 
 
 def read_records(text: str) -> list[dict[str, Any]]:
-    """Records of an audit log; a line that is not JSON is reported, not skipped silently."""
+    """Records of an audit log; a line that is not JSON (a write torn by a crash) is reported
+    as such, not skipped silently: an UNREADABLE entry without a kind, which no rule reads."""
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
-            records.append({"outcome": "UNREADABLE", "line": number})
+            record = None
+        records.append(record if isinstance(record, dict) else {"outcome": "UNREADABLE", "line": number})
     return records
+
+
+def valid_records(text: str) -> list[dict[str, Any]]:
+    """The records an operation may act on: those that read as records (a torn line skipped)."""
+    return [record for record in read_records(text) if record.get("outcome") != "UNREADABLE"]
+
+
+def line_digest(line: str) -> str:
+    """What the next record names as `prev`: the sha256 of a line's bytes, its newline left out."""
+    # (surrogateescape: a torn line may end inside a character; its bytes are what count.)
+    return hashlib.sha256(line.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def verify_chain(text: str) -> dict[str, Any]:
+    """Whether the audit log is as its writers left it: every record since the first that
+    carries `prev` names the sha256 of the line before it (ella_audit writes it, under a lock,
+    from the file's own last line), so an edited, removed or inserted line breaks the chain at
+    the record after it. Lines that are no record (a torn write, closed by the next writer)
+    are listed and skipped; they are part of the chain all the same. Records from before the
+    chain began (older ella-deploy) are counted as unchained. What the chain cannot show: the
+    last record edited with nothing after it."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    torn, broken, chained, unchained = [], [], 0, 0
+    started = False
+    for index, line in enumerate(lines):
+        number = index + 1
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            if line.strip():
+                torn.append(number)
+            continue
+        if "prev" not in record:
+            if started:
+                broken.append({"line": number, "why": "a record without the link to the line before it"})
+            else:
+                unchained += 1
+            continue
+        started = True
+        chained += 1
+        expected = line_digest(lines[index - 1]) if index > 0 else ""
+        if record["prev"] != expected:
+            broken.append({"line": number, "why": "the line before it is not the one this record was written after"})
+    return {"intact": not broken, "records": chained + unchained, "chained": chained, "unchained": unchained,
+            "torn_lines": torn, "broken": broken}
+
+
+def describe_chain(chain: dict[str, Any]) -> str:
+    """One line on the chain, for `history --verify` and the refusals that rest on it."""
+    if chain["broken"]:
+        first = chain["broken"][0]
+        return (f"NOT intact: line {first['line']}: {first['why']}"
+                + (f" (and {len(chain['broken']) - 1} more)" if len(chain["broken"]) > 1 else ""))
+    text = f"intact: {chain['chained']} chained record(s)"
+    if chain["unchained"]:
+        text += f", {chain['unchained']} from before the chain"
+    if chain["torn_lines"]:
+        text += f"; torn line(s) skipped: {', '.join(map(str, chain['torn_lines']))}"
+    return text
 
 
 def operator() -> str:

@@ -128,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the filled-in acceptance sheet (.xlsx): refused while a test is not passed and signed")
     accept.add_argument("--force", action="store_true",
                         help="with --sheet: accept although tests are not passed (audited)")
-    commands.add_parser("history", help="the audit log of the environment")
+    history = commands.add_parser("history", help="the audit log of the environment")
+    history.add_argument("--verify", action="store_true",
+                         help="check the log's chain (each record names the line before it): exit 2 if a line "
+                              "was edited, removed or inserted")
     records = commands.add_parser("records", help="change records (Endringskontroll) of non-hotfix releases: "
                                                   "list, or write VERSION's again")
     records.add_argument("record_version", nargs="?", metavar="VERSION", help="X.Y.Z to (re)write")
@@ -542,7 +545,12 @@ def cmd_records(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from ella_deploy import history
 
-    records = history.fetch(paths.resolve_inventory(args.inventory))
+    inventory = paths.resolve_inventory(args.inventory)
+    records = history.fetch(inventory)
+    if args.verify:
+        chain = history.chain(inventory)
+        _emit(args.output, f"audit log {audit.describe_chain(chain)}", chain)
+        return ExitCode.OK if chain["intact"] else ExitCode.FAILED
     _emit(args.output, history.render(records), records)
     return ExitCode.OK
 

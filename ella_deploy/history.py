@@ -15,6 +15,7 @@ from ella_deploy.runner import run_playbook
 # What this process read of each environment's audit log (a release reads its staging's twice:
 # for the pre-flight and for the change record).
 _READ: dict[Path, list[dict[str, Any]]] = {}
+_CHAIN: dict[Path, dict[str, Any]] = {}
 
 
 def fetch(inventory: Path, reuse: bool = False) -> list[dict[str, Any]]:
@@ -25,9 +26,17 @@ def fetch(inventory: Path, reuse: bool = False) -> list[dict[str, Any]]:
     result = run_playbook("history.yml", inventory)
     if not result.ok:
         raise EllaDeployError(f"history: {result.error_summary()}", ExitCode.FAILED)
-    content = base64.b64decode(result.published.get("ella_audit_log", "")).decode()
+    content = base64.b64decode(result.published.get("ella_audit_log", "")).decode("utf-8", "surrogateescape")
     _READ[inventory] = audit.read_records(content)
+    _CHAIN[inventory] = audit.verify_chain(content)
     return list(_READ[inventory])
+
+
+def chain(inventory: Path) -> dict[str, Any]:
+    """Whether the audit log this process read of the environment is intact (audit.verify_chain)."""
+    if inventory not in _CHAIN:
+        fetch(inventory)
+    return _CHAIN[inventory]
 
 
 def _when(record: dict[str, Any]) -> str:

@@ -100,10 +100,15 @@ def staging_verified(inventory: Path, skip: bool,
         return None, ""
     if progress:
         progress(f"Read the releases verified on {name}")
+    staging = paths.resolve_inventory(str(name))
     try:
-        records = history.fetch(paths.resolve_inventory(str(name)))
+        records = history.fetch(staging)
     except EllaDeployError as error:
         return (), f"{name}'s audit log could not be read: {error.message}"
+    # Only a log as its writers left it vouches for a release (a torn last line is skipped).
+    chain = history.chain(staging)
+    if not chain["intact"]:
+        return (), f"{name}'s audit log is {audit.describe_chain(chain)}: no release on it counts"
     return tuple(sorted({str(r.get("to_version")) for r in records
                          if r.get("kind") == "release" and r.get("outcome") == "success"})), ""
 

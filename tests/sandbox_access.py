@@ -92,6 +92,12 @@ class SandboxAccess:
         return done.stdout.strip()
 
     def audit_records(self) -> list[dict]:
-        """The prod environment's audit log, read on the host."""
+        """The prod environment's audit log, read on the host (a line a crash tore is no record)."""
         text = self.exec("p22-ella-01", f"cat {PROD_ROOT}/deploy/audit.jsonl", check=False).stdout
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records

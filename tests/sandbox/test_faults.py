@@ -167,12 +167,23 @@ def test_a_failure_after_go_live_is_reported_never_undone(prod):
     refused = run_cli("--inventory", "sandbox", "accept")
     assert refused.returncode == 75 and os.path.basename(dump) in refused.stderr, refused.stderr
     prod.exec("p22-ella-01", f"cp /tmp/intact.dump {dump}", user="ella")
+    # A crash tore the audit log's last write: accept reads past it, and closes it.
+    log = f"{PROD_ROOT}/deploy/audit.jsonl"
+    prod.exec("p22-ella-01", f"printf '%s' '{{\"kind\": \"release\", \"outc' >> {log}", user="ella")
     accepted = run_cli("--inventory", "sandbox", "--output", "json", "accept")
     assert accepted.returncode == 0, accepted.stderr
     record = prod.audit_records()[-1]
     assert record["kind"] == "accept" and record["rollback_points_dropped"] == points
     assert record["backup_checked"]["path"] == dump
     assert not [d for d in prod.databases() if d.startswith("ella_rollback_")]
+
+    # The audit log's chain: intact with the torn line skipped; an edited line shows.
+    verified = run_cli("--inventory", "sandbox", "history", "--verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout and "torn line(s) skipped" in verified.stdout
+    prod.exec("p22-ella-01", f"sed -i '0,/\"outcome\": \"success\"/s//\"outcome\": \"failed\"/' {log}",
+              user="ella")
+    verified = run_cli("--inventory", "sandbox", "history", "--verify")
+    assert verified.returncode == 2 and "NOT intact: line 2" in verified.stdout, verified.stdout
 
 
 # ---- 2b. A release it could not roll back is refused before anything stops --------------------
@@ -283,8 +294,13 @@ def test_a_dead_controller_leaves_a_lock_and_a_journal_that_recover_resolves(pro
     # (after the start on the host gives up), restoring the data its migrations changed.
     before = table_checksums(prod)
     kill_release_at(prod, stage_fault(prod, "never-healthy"), "start")
+    # The start on the host goes on, and renews the lock while its health gate waits (recover
+    # waits for it anyway): a live step's lock never looks stale.
+    time.sleep(2 * 10 - 4)
+    assert journal_step(prod, "start", "started")
     report = status()
     assert report["lock"]["held"] and report["journal"]["open"]
+    assert report["lock"]["heartbeat_age"] < 11, report["lock"]
     # A new release is refused: the journal is open (not "already live" from the symlink alone).
     code, _, stderr = release("1.17.0", "--skip-staging-check")
     assert code == 75 and ("recover" in stderr or "deploy lock held" in stderr), stderr

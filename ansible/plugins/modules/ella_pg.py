@@ -22,12 +22,20 @@ description:
     database ella-deploy made, C(drop_copies) drops the copies of kind C(kind)
     (<db>_<kind>_<stamp>) but those in C(keep); C(state) reads the revision, size, sessions
     and the rollback points (rollback_copies).
+  - C(run_file) runs the SQL file C(path) in one psql session on the live database and returns
+    its exit code, the lines of its output that match C(output_filter) and its errors (a
+    db-task's script, which ella-deploy wraps in its own transaction); the deploy lock is
+    renewed while it runs.
   - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
 options:
   action:
     type: str
     required: true
-    choices: [backup, verify, restore, restore_into, copy, swap, drop, drop_copies, state]
+    choices: [backup, verify, restore, restore_into, copy, swap, drop, drop_copies, state, run_file]
+  output_filter:
+    description: With C(run_file), the regular expression of the output lines returned (the rest is dropped on the host).
+    type: str
+    default: "^@@"
   url:
     description: libpq URL of the live database, without a password.
     type: str
@@ -88,6 +96,8 @@ backup:
   type: dict
 """
 
+import re
+import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -130,7 +140,7 @@ def main():
         argument_spec=dict(
             action=dict(type="str", required=True,
                         choices=["backup", "verify", "restore", "restore_into", "copy", "swap", "drop", "drop_copies",
-                                 "state"]),
+                                 "state", "run_file"]),
             source=dict(type="str"),
             url=dict(type="str", required=True),
             pgpassfile=dict(type="path", required=True),
@@ -144,10 +154,12 @@ def main():
             checksum=dict(type="bool", default=True),
             kind=dict(type="str", default="rollback", choices=["rollback"]),
             keep=dict(type="list", elements="str", default=[]),
+            output_filter=dict(type="str", default="^@@"),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
         ),
         required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
                      ("action", "restore", ["path"]), ("action", "copy", ["database"]),
+                     ("action", "run_file", ["path"]),
                      ("action", "restore_into", ["path", "database"]),
                      ("action", "swap", ["database", "keep_as"]), ("action", "drop", ["database"])],
         supports_check_mode=False,
@@ -202,6 +214,14 @@ def run(module, params):
         existed = server.exists(params["database"])
         server.drop(params["database"])
         return dict(changed=existed)
+    if action == "run_file":
+        done = subprocess.run(["psql", "--no-psqlrc", "--no-password", "--dbname", server.url(), "--file",
+                               params["path"]], env=server.env, capture_output=True, text=True)
+        wanted = re.compile(params["output_filter"])
+        # (Not `rc`: ansible-core fails a module whose result has a non-zero rc, and a failed
+        # script is a result here, read by the task that wraps it.)
+        return dict(changed=True, exit_code=done.returncode, stderr=done.stderr,
+                    stdout="\n".join(line for line in done.stdout.splitlines() if wanted.search(line)))
     if action == "drop_copies":
         dropped = [name for name in server.copies(params["kind"]) if name not in params["keep"]]
         for name in dropped:
