@@ -21,6 +21,7 @@ from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import (
     HEAD_1_16_5, EllaUser, api, release, revision, running_image, stage_fault, table_checksums,
 )
+from tests.sandbox.test_guard import ella_processes, start_by_hand
 from tests.sandbox_access import PROD_ROOT
 
 
@@ -332,9 +333,10 @@ def window_ended(sandbox) -> bool:
 
 
 def test_every_command_waits_for_recover_and_recover_keeps_what_users_wrote_after_a_start_by_hand(prod):
-    # 3 a.m.: a release dies in its window; a colleague removes its dead lock and starts ELLA
-    # by hand from supervisord (the procedure's :9000); users work on the new version; ELLA
-    # is stopped again; then someone runs what `status` suggests: recover.
+    # 3 a.m.: a release dies in its window; a colleague removes its dead lock and tries to get
+    # ELLA back: the commands, then supervisord's own controls (the procedure's :9000), then
+    # the image run by hand, past every control; users work on the new version; it is stopped
+    # again; then someone runs what `status` suggests: recover.
     kill_release_at(prod, "1.17.0", "migrate")
     wait_for(lambda: window_ended(prod), timeout=120, what="the window's end on the host")
     prod.exec("p22-ella-01", f"rm -rf {PROD_ROOT}/deploy/lock", user="ella")
@@ -348,12 +350,18 @@ def test_every_command_waits_for_recover_and_recover_keeps_what_users_wrote_afte
             and "ella-deploy recover" in line, (command, refused.stderr)
     refusal = prod.audit_records()[-1]
     assert refusal["kind"] == "cli" and refusal["outcome"] == "failed" and "is open" in refusal["failure"]["message"]
+    # supervisord's own controls run ELLA's program command, which applies the rule on the host.
+    prod.exec("p22-ella-01", f"{SUPERVISORCTL} start ella", user="ella", check=False)
+    program_log = prod.exec("p22-ella-01", f"tail -n 3 {PROD_ROOT}/ella-prod/logs/ella-p22-ella-01.log",
+                            user="ella").stdout
+    assert "ELLA not started: the release journal is open (phase window_done)" in program_log, program_log
     assert status()["active_hosts"] == []
 
-    prod.exec("p22-ella-01", f"{SUPERVISORCTL} start ella", user="ella")
+    start_by_hand(prod, "p22-ella-01")
     wait_for(lambda: answers(prod), timeout=120, interval=1, what="ELLA started by hand")
     written = EllaUser(prod).report_errors(2, "on 1.17.0, started by hand")
-    prod.exec("p22-ella-01", f"{SUPERVISORCTL} stop ella", user="ella")
+    prod.exec("p22-ella-01", "pkill -TERM -f '^Singularity runtime parent' || true", user="ella")
+    wait_for(lambda: not ella_processes(prod, "p22-ella-01"), timeout=60, interval=0.5, what="the stop by hand")
 
     found = run_cli("--inventory", "sandbox", "--output", "json", "recover", "--yes")
     assert found.returncode == 0, found.stdout[-3000:] + found.stderr

@@ -63,6 +63,14 @@ def test_status_one_active_then_none(prod):
     assert (code, report["verdict"], report["active_hosts"]) == (0, "ONE ACTIVE", ["p22-ella-01"])
     hosts = {h["host"]: h for h in report["hosts"]}
     assert hosts["p22-ella-01"]["running_versions"] == ["1.16.5"] and hosts["p22-ella-01"]["symlink_version"] == "1.16.5"
+    # supervisord's own controls on the standby (its UI on :9000, supervisorctl) cannot start
+    # a second ELLA: the program's command sees ELLA's sessions from the active host.
+    prod.exec("p22-ella-fo-01", f"supervisorctl -c {PROD_ROOT}/ops/supervisor/supervisor.cfg start ella",
+              user="ella", check=False)
+    program_log = prod.exec("p22-ella-fo-01", f"tail -n 3 {PROD_ROOT}/ella-prod/logs/ella-p22-ella-fo-01.log",
+                            user="ella").stdout
+    assert "ELLA not started: ELLA's login has" in program_log and "another host runs ELLA" in program_log
+    assert ella_processes(prod, "p22-ella-fo-01") == [] and status()[1]["active_hosts"] == ["p22-ella-01"]
     stopped = control("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert ella_processes(prod, "p22-ella-01") == []

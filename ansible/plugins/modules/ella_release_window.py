@@ -113,8 +113,12 @@ options:
     description: C(rollback) acts only on the journal of this release.
     type: str
   lock:
-    description: The deploy lock (path, token) this run holds; renewed while the window runs,
-      and the window stops at the next step boundary when it is lost.
+    description: >-
+      The deploy lock (path, token) this run holds; renewed while the window, a start or a
+      rollback runs, and the window stops at the next step boundary when it is lost. With it,
+      C(start) writes this host's start permit inside the lock (start-permit-HOST), without
+      which ELLA's program command (start-ella.sh) refuses to start ELLA while the lock is
+      held; every stop on this host removes the permit.
     type: dict
 """
 
@@ -136,6 +140,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 
@@ -257,9 +262,17 @@ class Window:
                         self.params["environment"] or self.journal.data.get("environment"), stdin=stdin,
                         timeout=timeout)
 
+    def permit(self):
+        """This host's start permit inside the deploy lock: ELLA's program command
+        (start-ella.sh) lets a start go on while the lock is held only with it."""
+        return os.path.join(self.params["journal_dir"], "lock", "start-permit-" + socket.gethostname().split(".")[0])
+
     def stop_ella(self):
         """No ELLA on this host afterwards: supervisord stops its program, then whatever it
-        left (a hung gunicorn worker outlives its master) is ended."""
+        left (a hung gunicorn worker outlives its master) is ended. This host's start permit
+        goes first: nothing restarts it under the lock meanwhile."""
+        if os.path.exists(self.permit()):
+            os.unlink(self.permit())
         self.supervisor.stop(self.params["program"])
         ended = end_ella()
         return {"ended_strays": ended} if ended else {}
@@ -443,6 +456,11 @@ class Window:
             self.journal.begin("start")
         started = time.monotonic()
         try:
+            if (self.params["lock"] or {}).get("token"):
+                # The lock's holder starts ELLA here (its guard passed; the heartbeat proved the
+                # lock is ours): ELLA's program command lets this start, and supervisord's own
+                # restarts of it, go on until the lock is released or ELLA stopped here.
+                write_atomic(self.permit(), "%s\n" % time.time())
             # The shared supervisor.cfg may have changed since this host's supervisord read
             # it: apply it first (ELLA is stopped here), so the start runs what it says.
             self.supervisor.reread_update()
