@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import re
+import shlex
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,49 @@ def ella_cli(inventory: Path, args: list[str], command: str,
     changes = tuple(args[:2]) not in READ_ONLY
     if changes and confirm is not None:
         confirm(args)
+    expect = EXPECT.get(tuple(args[:2]), "none")
     extravars = {"ella_cli_args": args, "ella_cli_changes": changes, **audit.run_metadata(command),
                  # ELLA says what it did; for these, nothing else counts as done.
-                 "ella_cli_expect": EXPECT.get(tuple(args[:2]), "none")}
+                 "ella_cli_expect": expect,
+                 # Any other command's output may hold a credential (users reset_password): it
+                 # waits in a private file on the host, never in a result or the artifacts.
+                 "ella_cli_private_output": expect == "none"}
     result = run_playbook("cli.yml", inventory, extravars=extravars, progress=progress)
     published = result.published.get("ella_cli_result")
     if not result.ok or published is None:
         raise EllaDeployError(f"cli: {result.error_summary()}",
                               ExitCode.REFUSED if result.refused else ExitCode.FAILED)
-    return dict(published)
+    published = dict(published)
+    if published.get("output_file"):
+        published.update(private_output(inventory, str(published["host"]), str(published.pop("output_file"))))
+    return published
+
+
+def private_output(inventory: Path, host: str, path: str) -> dict[str, str]:
+    """What ella-cli printed, read once from its private file on `host` over this CLI's own SSH
+    connection (the inventory's settings), and the file removed: it reaches the operator's
+    terminal and nothing else."""
+    import json
+
+    from ella_deploy import remote
+
+    connection = remote.connect(inventory, host, "cli")
+    quoted = shlex.quote(path)
+    argv = remote.batch_ssh(connection, connection.as_service_user(
+        ["sh", "-c", f"cat {quoted} && rm -f {quoted}"]))
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        raise EllaDeployError(f"cli: the output waits on {host} in {path} (the service user's only): {error}",
+                              ExitCode.FAILED) from error
+    try:
+        output = json.loads(done.stdout) if done.returncode == 0 else None
+    except ValueError:
+        output = None
+    if not isinstance(output, dict):
+        raise EllaDeployError(f"cli: the output waits on {host} in {path} (the service user's only); reading it "
+                              f"failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}", ExitCode.FAILED)
+    return {"stdout": str(output.get("stdout") or ""), "stderr": str(output.get("stderr") or "")}
 
 
 def backup(inventory: Path, verify_restore: bool, command: str,

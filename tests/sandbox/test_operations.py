@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 
+from ella_deploy import paths
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, revision
 
@@ -78,6 +79,23 @@ def test_cli_runs_in_the_live_image_and_broadcasts_go_by_ellas_own_word(prod):
     assert [r["args"] for r in records] == [["broadcast", "new"], ["broadcast", "deactivate"],
                                             ["broadcast", "deactivate"]]
     assert all("Nedetid" not in json.dumps(r) for r in records)  # the message is data: only its sha256
+
+    # A new password ELLA prints reaches the operator's terminal once, and nothing else: no
+    # run's artifacts, no audit record, no file left on the host.
+    reset = run_cli("--inventory", "sandbox", "cli", "--", "users", "reset_password", "testuser2")
+    assert reset.returncode == 0, reset.stderr
+    password = re.search(r"with password (\S+)", reset.stdout).group(1)
+    assert len(password) >= 8 and "*" not in password
+    runs = paths.state_dir() / "runs"
+
+    def artifacts_with(text: str) -> str:
+        return subprocess.run(["grep", "-rlF", text, str(runs)], capture_output=True, text=True).stdout
+
+    assert artifacts_with("users reset_password testuser2")  # (the run's own artifacts are searched)
+    assert artifacts_with(password) == ""
+    assert password not in json.dumps(prod.audit_records())
+    assert password not in reset.stderr
+    assert prod.exec("p22-ella-01", "ls /tmp | grep -c ella-cli-output || true").stdout.strip() == "0"
 
 
 def test_backup_on_its_own_with_a_verified_restore_while_ella_runs(prod):

@@ -49,17 +49,33 @@ options:
   lock:
     description: The deploy lock (path, token) this run holds, renewed while the module works.
     type: dict
+  private_output:
+    description: >-
+      What ella-cli prints may hold a credential (users reset_password prints the new
+      password): it is written to a file of its own on the host (0600, in the temporary
+      directory) instead of the result, so it never reaches Ansible's output, events or
+      ansible-runner's artifacts; the caller reads it once over its own SSH connection and
+      removes it. Only with expect none.
+    type: bool
+    default: false
 """
 
 RETURN = r"""
 rc: {description: exit code, returned: always, type: int}
-stdout: {description: what ella-cli printed, returned: always, type: str}
-stderr: {description: its stderr, returned: always, type: str}
+stdout: {description: what ella-cli printed (empty with private_output), returned: always, type: str}
+stderr: {description: its stderr (empty with private_output), returned: always, type: str}
+output_file:
+  description: With private_output, the file on the host holding stdout and stderr (JSON, 0600, the service user's).
+  returned: when private_output
+  type: str
 parsed: {description: what the output means (revision/head/pending, broadcast_id), returned: always, type: dict}
 seconds: {description: how long ella-cli ran, returned: when it ran, type: float}
 """
 
+import json
+import os
 import subprocess
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -80,6 +96,7 @@ def main():
             changes=dict(type="bool", default=True),
             timeout=dict(type="int", default=3600),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
+            private_output=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -103,6 +120,12 @@ def run(module, params):
     started = time.monotonic()
     done = ella_cli(params["image"], params["args"], params["singularity_args"], params["environment"],
                     stdin=params["stdin"], timeout=params["timeout"])
+    if params["private_output"] and params["expect"] == "none":
+        descriptor, path = tempfile.mkstemp(prefix="ella-cli-output-", suffix=".json")
+        with os.fdopen(descriptor, "w") as handle:  # mkstemp: 0600, this (the service) user's
+            json.dump({"stdout": done.stdout, "stderr": done.stderr}, handle)
+        return dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout="", stderr="",
+                    output_file=path, parsed={}, seconds=round(time.monotonic() - started, 2))
     # A plain command reports its exit code and the caller decides; an `expect` fails unless
     # ELLA said it did it.
     return dict(changed=params["changes"] and done.returncode == 0, rc=done.returncode, stdout=done.stdout,
