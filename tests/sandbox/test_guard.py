@@ -187,6 +187,25 @@ def test_failover_from_an_unreachable_prod_needs_the_fencing_claim_and_ends_its_
     assert control("stop", "--host", "p22-ella-01").returncode == 0
 
 
+def test_a_fencing_claim_for_a_vm_that_only_lost_ssh_is_checked_and_refused(prod):
+    # p22-ella-01 stops answering SSH (its sshd frozen: the TCP connect works, no greeting), but
+    # the VM runs, and so does its ELLA. Someone declares it fenced anyway.
+    freeze = "kill -{} $(pgrep -o -f '^sshd: /usr/sbin/sshd')"
+    prod.exec("p22-ella-01", freeze.format("STOP"))
+    try:
+        refused = control("failover", "--peer-fenced", "p22-ella-01")
+    finally:
+        prod.exec("p22-ella-01", freeze.format("CONT"))
+    # Its sessions were ended, ELLA reconnected within the watch: not fenced, nothing started.
+    assert refused.returncode == 75, refused.stderr
+    assert "p22-ella-01 declared fenced, but" in refused.stderr and "that VM is running" in refused.stderr
+    assert ella_processes(prod, "p22-ella-fo-01") == []
+    code, report = status()
+    assert code == 0 and report["active_hosts"] == ["p22-ella-01"]
+    record = prod.audit_records()[-1]
+    assert record["kind"] == "failover" and record["outcome"] == "failed" and "declared fenced" in json.dumps(record)
+
+
 def test_two_starts_at_once_leave_exactly_one_ella(prod):
     assert control("stop").returncode == 0
     starts = [subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "start", "--host", host],
