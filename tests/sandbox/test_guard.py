@@ -206,6 +206,36 @@ def test_a_fencing_claim_for_a_vm_that_only_lost_ssh_is_checked_and_refused(prod
     assert record["kind"] == "failover" and record["outcome"] == "failed" and "declared fenced" in json.dumps(record)
 
 
+def test_a_failover_checks_the_standby_before_the_primary_stops_and_undoes_a_start_that_fails(prod):
+    runtime_before = ella_processes(prod, "p22-ella-01")
+    # Another program holds ELLA's port on the standby: refused before the primary stops.
+    prod.exec("p22-ella-fo-01", "nohup python3 -m http.server 3114 >/dev/null 2>&1 & echo $! > /tmp/squatter.pid",
+              user="ella")
+    try:
+        time.sleep(1)
+        refused = control("failover")
+    finally:
+        prod.exec("p22-ella-fo-01", "kill $(cat /tmp/squatter.pid)", user="ella")
+    assert refused.returncode == 75 and "port 3114 on p22-ella-fo-01 is in use" in refused.stderr, refused.stderr
+    assert ella_processes(prod, "p22-ella-01") == runtime_before  # never stopped
+    # A start on the standby that fails after every check (ELLA's own supervisord cannot write
+    # its socket there): what was half-started there is stopped, the primary serves again.
+    socket = "/tmp/ella-supervisor/socket"
+    prod.exec("p22-ella-fo-01", f"mkdir -p {socket} && chmod 000 {socket}", user="ella")
+    try:
+        failed = control("failover")
+    finally:
+        prod.exec("p22-ella-fo-01", f"chmod 700 {socket}", user="ella")
+    assert failed.returncode == 2, failed.stderr
+    assert "failover to p22-ella-fo-01 failed" in failed.stderr and "p22-ella-01 serves again" in failed.stderr
+    code, report = status()
+    assert code == 0 and report["active_hosts"] == ["p22-ella-01"], report
+    assert ella_processes(prod, "p22-ella-fo-01") == []
+    record = prod.audit_records()[-1]
+    assert (record["kind"], record["outcome"], record["serving"]) == ("failover", "failed", "p22-ella-01")
+    assert EllaUser(prod).report_errors(1, "after the failed failover") == ["after the failed failover 0"]
+
+
 def test_two_starts_at_once_leave_exactly_one_ella(prod):
     assert control("stop").returncode == 0
     starts = [subprocess.Popen([sys.executable, "-m", "ella_deploy", "--inventory", "sandbox", "start", "--host", host],
