@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--without-rollback-image", metavar="REASON", default="",
                          help="release although the running version's image (the rollback target) is missing or "
                               "damaged: a failed release could not go back (audited)")
+    release.add_argument("--db-server-free", metavar="SIZE", default="",
+                         help="the database server's free space as the site's monitoring shows it (e.g. 120G), "
+                              "where the inventory cannot measure it: never taken as enough unknown (audited)")
     release.add_argument("--notify", action="store_true",
                          help="e-mail the testers that the acceptance test may start (a failed send fails nothing)")
     release.add_argument("--break-lock", metavar="REASON", default="",
@@ -304,6 +307,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         notify=args.notify,
         skip_staging_check=args.skip_staging_check,
         without_rollback_image=args.without_rollback_image.strip(),
+        db_server_free=args.db_server_free.strip(),
     )
     release.validate(options)
     inventory = paths.resolve_inventory(args.inventory)

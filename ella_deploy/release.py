@@ -7,6 +7,7 @@ module adds what a terminal needs: early validation, the plan, confirmation, a s
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -36,6 +37,24 @@ class ReleaseOptions:
     skip_staging_check: bool = False
     # The operator's reason to release although the rollback target's image is not usable.
     without_rollback_image: str = ""
+    # The database server's free space as the operator read it (where it cannot be measured).
+    db_server_free: str = ""
+
+    @property
+    def db_server_free_bytes(self) -> int:
+        return parse_size(self.db_server_free) if self.db_server_free else 0
+
+
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'120G', '500M', '1.5T', '4096' (bytes): powers of 1024, as df -h shows them."""
+    match = SIZE.match(text)
+    if not match:
+        raise EllaDeployError(f"release: --db-server-free {text!r} is not a size: use e.g. 120G or 500M",
+                              ExitCode.USAGE)
+    return int(float(match.group(1)) * 1024 ** "BKMGT".index((match.group(2) or "B").upper()))
 
 
 @dataclass
@@ -77,6 +96,7 @@ def validate(options: ReleaseOptions) -> None:
         raise EllaDeployError(
             f"release: {options.request!r} is not a version: use MAJOR.MINOR.PATCH, 2.x or 2.3.x", ExitCode.USAGE
         )
+    options.db_server_free_bytes  # noqa: B018 - parsed now: bad input fails before any host
 
 
 def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
@@ -84,7 +104,8 @@ def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:
             "ella_deploy_staging_verified": list(options.staging_verified or ()),
             "ella_deploy_staging_error": options.staging_error,
             "ella_deploy_skip_staging_check": options.skip_staging_check,
-            "ella_deploy_without_rollback_image": options.without_rollback_image}
+            "ella_deploy_without_rollback_image": options.without_rollback_image,
+            "ella_deploy_db_server_free": options.db_server_free_bytes}
 
 
 def staging_verified(inventory: Path, skip: bool,
@@ -147,6 +168,17 @@ def plan_problems(the_plan: dict[str, Any], options: ReleaseOptions) -> list[str
         problems.append(
             f"{the_plan['version']} is older than the running {the_plan['current_version']} (--allow-downgrade)"
         )
+    privileges = the_plan.get("db_privileges") or {}
+    if privileges and not privileges.get("createdb"):
+        problems.append(f"ELLA's login {privileges.get('login')} may not CREATE DATABASE (the rollback point is a "
+                        "copy the server makes): ask the DBA for it")
+    elif privileges and not privileges.get("owns_database"):
+        problems.append(f"ELLA's login {privileges.get('login')} does not own the database (its owner is "
+                        f"{privileges.get('owner')}; a rollback renames it): ask the DBA for it")
+    if the_plan.get("db_server_free_bytes") in (None, "") and the_plan.get("change_kind") != "none" \
+            and not options.db_server_free_bytes:
+        problems.append("the database server's free space is not known here, and is never taken as enough: state "
+                        "what the site's monitoring shows with --db-server-free SIZE (audited)")
     sessions = the_plan.get("foreign_sessions") or []
     if sessions:
         problems.append(f"{len(sessions)} session(s) of other logins on the database ("

@@ -189,7 +189,8 @@ def test_a_failure_after_go_live_is_reported_never_undone(prod):
 
 # ---- 2b. A release it could not roll back is refused before anything stops --------------------
 
-def test_a_release_whose_rollback_target_is_missing_or_damaged_is_refused_before_anything_stops(fresh):
+def test_a_release_it_could_not_roll_back_is_refused_before_anything_stops(fresh):
+    """The rollback target's image missing or damaged; ELLA's login unable to make the rollback point."""
     archive = f"{PROD_ROOT}/archive/releases"
     previous = f"{archive}/ella-release-v1.16.5.sif"
     up_before = status()["hosts"][0]["uptime_seconds"]
@@ -208,6 +209,14 @@ def test_a_release_whose_rollback_target_is_missing_or_damaged_is_refused_before
         assert code == 75 and "sha256 mismatch" in stderr and "ella-release-v1.16.5.sif" in stderr, stderr
     finally:
         fresh.exec("p22-ella-01", f"rm -f {previous}.sha256", user="ella")
+    # ELLA's login may no longer CREATE DATABASE (a DBA's change): the rollback point could not
+    # be made, said before ELLA stops.
+    fresh.psql("ALTER ROLE ella NOCREATEDB;", database="postgres")
+    try:
+        code, _, stderr = release("1.17.0", "--skip-staging-check")
+        assert code == 75 and "ELLA's login ella may not CREATE DATABASE" in stderr, stderr
+    finally:
+        fresh.psql("ALTER ROLE ella CREATEDB;", database="postgres")
     # Nothing stopped, nothing opened, nothing copied.
     report = status()
     assert report["active_hosts"] == ["p22-ella-01"] and not report["lock"]["held"]
@@ -404,6 +413,35 @@ def test_recover_keep_new_brings_the_new_version_back_at_once_audited(prod):
     # The release's backup, dumped from the rollback point, reads back; users write again.
     assert record["backup"]["verified"] == "read back completely"
     assert EllaUser(prod).report_errors(1, "after keep-new") == ["after keep-new 0"]
+
+
+def test_a_rollback_that_died_after_its_swap_is_finished_by_recover_not_called_missing(prod):
+    # A killed release, whose rollback then died right after it put the rollback point in the
+    # live database's place (a host crash, a database restart before the journal's next
+    # write). What that leaves is crafted here exactly: the journal's record of the swap it
+    # began (written before it acts), and the swap done (both renames, one transaction).
+    before = table_checksums(prod)
+    kill_release_at(prod, "1.17.0", "migrate")
+    wait_for(lambda: window_ended(prod), timeout=120, what="the window's end on the host")
+    journal = prod.journal()
+    point = journal["rollback_point"]["database"]
+    failed_as = "ella_failed_20261208t010203z"
+    journal["rollback_steps"] = {"swap": {"point": point, "failed_as": failed_as, "state": "started"}}
+    prod.storage("deploy/journal.json").write_text(json.dumps(journal))
+    prod.psql(f'BEGIN; ALTER DATABASE ella RENAME TO "{failed_as}"; ALTER DATABASE "{point}" RENAME TO ella; COMMIT;',
+              database="postgres")
+    assert revision(prod) == HEAD_1_16_5 and failed_as in prod.databases() and point not in prod.databases()
+
+    found = run_cli("--inventory", "sandbox", "--output", "json", "recover", "--yes")
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr
+    result = json.loads(found.stdout)
+    assert result["decision"]["action"] == "rollback" and result["record"]["outcome"] == "rolled_back"
+    assert "missing" not in json.dumps(result["record"])
+    assert revision(prod) == HEAD_1_16_5 and table_checksums(prod) == before
+    assert failed_as not in prod.databases() and point not in prod.databases()
+    report = status()
+    assert report["active_hosts"] == ["p22-ella-01"] and running_image(prod) == "ella-release-v1.16.5.sif"
+    assert prod.journal()["phase"] == "done" and prod.journal()["rollback_steps"]["swap"]["state"] == "done"
 
 
 # ---- 4. A host whose key changed gets nothing --------------------------------------------------

@@ -9,7 +9,8 @@ from ella_deploy import release
 
 PLAN = {"environment": "prod", "host": "p22-ella-01", "request": "2.x", "version": "2.1.0",
         "current_version": "2.0.0", "change_kind": "minor",
-        "image": "/ess/p22/archive/releases/ella-release-v2.1.0.sif"}
+        "image": "/ess/p22/archive/releases/ella-release-v2.1.0.sif", "db_server_free_bytes": 10 ** 11,
+        "db_privileges": {"login": "ella", "createdb": True, "owns_database": True, "owner": "ella"}}
 
 
 def problems(plan_changes: dict | None = None, **options) -> list[str]:
@@ -104,3 +105,30 @@ def test_predicted_downtime_is_rounded_to_hundredths_per_step_and_tenths_in_all(
     assert predicted["steps"]["stop"] == 1.0
     assert predicted["seconds"] == 5.6
     assert predicted["from"] == "this rehearsal (rollback point, migrate) and the release of 2.0.1 (other steps)"
+
+
+@pytest.mark.parametrize(("privileges", "said"), [
+    ({"login": "ella", "createdb": False, "owns_database": True, "owner": "ella"}, "may not CREATE DATABASE"),
+    ({"login": "ella", "createdb": True, "owns_database": False, "owner": "postgres"}, "its owner is postgres"),
+])
+def test_a_login_that_could_not_make_or_drop_the_copies_is_a_problem(privileges, said) -> None:
+    [problem] = problems({"db_privileges": privileges})
+    assert said in problem and "ask the DBA" in problem
+
+
+def test_unknown_free_space_on_the_database_server_is_never_enough_unless_stated() -> None:
+    [problem] = problems({"db_server_free_bytes": None})
+    assert "not known here" in problem and "--db-server-free SIZE" in problem
+    assert problems({"db_server_free_bytes": None}, db_server_free="120G") == []
+
+
+@pytest.mark.parametrize(("text", "size"), [("120G", 120 * 1024 ** 3), ("500M", 500 * 1024 ** 2), ("1.5T", int(1.5 * 1024 ** 4)),
+                                            ("4096", 4096), ("64 GiB", 64 * 1024 ** 3)])
+def test_sizes_read_as_df_shows_them(text, size) -> None:
+    assert release.parse_size(text) == size
+
+
+def test_a_size_that_is_none_is_bad_input() -> None:
+    with pytest.raises(release.EllaDeployError) as error:
+        release.validate(release.ReleaseOptions("2.1.0", db_server_free="lots"))
+    assert error.value.exit_code == 64 and "is not a size" in error.value.message

@@ -12,8 +12,9 @@ description:
     whether Singularity can read it; the same of the image the live symlink points to (the
     rollback target, to which a release must be able to go back); the fixture files' checksums and the record of their last
     apply; the release journal; the deploy lock; the database's size and the sessions other
-    logins have open on it (they would block the rollback point); the free space for the
-    release's backup.
+    logins have open on it (they would block the rollback point); whether ELLA's login may
+    make and drop its copies (CREATE DATABASE, owning the live database); the free space for
+    the release's backup.
 options:
   image:
     type: path
@@ -146,6 +147,14 @@ def main():
         # Sessions of other logins would block the rollback point, which the window makes after
         # ELLA stops: said now, before anything stops.
         own = server.login()
+        # What the window and its rollback need of ELLA's login: CREATE DATABASE (the rollback
+        # point is a copy the server makes) and owning the live database (the rollback renames
+        # it and drops the failed one; its own copies it owns as their maker).
+        createdb, superuser, owner = server.maintenance(
+            "SELECT r.rolcreatedb, r.rolsuper, pg_get_userbyid(d.datdba) FROM pg_roles r, pg_database d "
+            "WHERE r.rolname = current_user AND d.datname = %s", (server.database,))[0]
+        facts["db_privileges"] = {"login": own, "createdb": bool(createdb or superuser),
+                                  "owns_database": bool(superuser or owner == own), "owner": owner}
         facts["foreign_sessions"] = [{"login": row[3], "address": row[1], "application": row[2], "seconds": row[4]}
                                      for row in server.sessions(server.database) if row[3] != own]
     except PgError as error:

@@ -391,7 +391,18 @@ class Window:
         self.stop_ella()
         point = (journal.get("rollback_point") or {}).get("database")
         written = self.journal.reached(WRITING_STEPS)
-        if written and point and server.exists(point):
+        # Each database step of the rollback is written down before it acts, so that a rerun
+        # (after a database restart, a host crash, between the swap and the next write)
+        # recognises what is done instead of calling the rollback point missing.
+        steps = journal.setdefault("rollback_steps", {})
+        swap = steps.get("swap")
+        if swap and swap.get("state") != "done" and server.exists(swap["failed_as"]) \
+                and not server.exists(swap["point"]):
+            # ALTER DATABASE ... RENAME twice in one transaction: both happened.
+            swap["state"] = "done"
+            self.journal.write()
+        swapped = bool(swap) and swap.get("state") == "done"
+        if written and not swapped and point and server.exists(point):
             # Once users were served on the live database (a start by hand after an interrupted
             # run, say), nothing is restored over what they did: ELLA's own log says so.
             served = served_since(server, point, journal)
@@ -401,7 +412,7 @@ class Window:
                 raise WindowError(
                     "nothing was restored: the live database served users after the window (%s); the new "
                     "version's data are theirs now. `ella-deploy recover` keeps it" % describe_served(served))
-        if written and (not point or not server.exists(point)):
+        if written and not swapped and (not point or not server.exists(point)):
             # Nothing is put back: the symlink, the configuration and the data stay together,
             # as the new version left them, and ELLA stays stopped.
             journal["phase"] = "rollback_failed"
@@ -418,10 +429,18 @@ class Window:
             os.rename(config["previous"], config["live"])
             done["config"] = "the previous configuration is live again"
         if written:
-            failed_as = "%s_failed_%s" % (server.database, stamp())
-            server.swap(point, failed_as)
-            server.drop(failed_as)
-            done["database"] = "restored: the rollback point %s is the live database again" % point
+            if not swapped:
+                swap = steps["swap"] = {"point": point, "failed_as": "%s_failed_%s" % (server.database, stamp()),
+                                        "state": "started"}
+                self.journal.write()
+                server.swap(point, swap["failed_as"])
+                swap["state"] = "done"
+                self.journal.write()
+            # (A rerun finds the failed database still there when the drop did not happen.)
+            if server.exists(swap["failed_as"]):
+                server.drop(swap["failed_as"])
+            steps["drop_failed"] = "done"
+            done["database"] = "restored: the rollback point %s is the live database again" % swap["point"]
         else:
             if point and server.exists(point):
                 server.drop(point)
