@@ -13,6 +13,7 @@ import subprocess
 from ella_deploy import paths
 from tests.conftest import ROOT, run_cli
 from tests.sandbox.conftest import HEAD_1_16_5, RELEASES, revision
+from tests.sandbox_access import PROD_ROOT
 
 
 def staged_copy(sandbox, tmp_path, version: str, name: str) -> str:
@@ -99,9 +100,21 @@ def test_cli_runs_in_the_live_image_and_broadcasts_go_by_ellas_own_word(prod):
 
 
 def test_backup_on_its_own_with_a_verified_restore_while_ella_runs(prod):
+    # What earlier days left in backups/: six manual backups and a dump cut short (no manifest).
+    backups = f"{PROD_ROOT}/backups"
+    earlier = [f"sandbox-2026110{day}T100000Z-1.16.5-to-manual.dump" for day in range(1, 7)]
+    cut = "sandbox-20261107T100000Z-1.16.5-to-manual.dump"
+    plant = " && ".join(f"echo PGDMP > {backups}/{name} && echo {{}} > {backups}/{name}.manifest.json"
+                        for name in earlier)
+    prod.exec("p22-ella-01", f"mkdir -p {backups} && {plant} && echo PGD > {backups}/{cut}", user="ella")
     result = run_cli("--inventory", "sandbox", "--output", "json", "backup", "--verify-restore")
     assert result.returncode == 0, result.stderr
     backup = json.loads(result.stdout)["backup"]
+    # Pruned by kind (tests/unit/test_prune.py has the rest): the cut dump at once, the manual
+    # ones to their newest five, this one among them.
+    kept = prod.exec("p22-ella-01", f"ls {backups}", user="ella").stdout.split()
+    assert cut not in kept and backup["path"].rsplit("/", 1)[1] in kept
+    assert [name for name in earlier if name in kept] == earlier[2:]
     assert backup["path"].endswith("-1.16.5-to-manual.dump") and backup["revision"] == HEAD_1_16_5
     assert backup["verified"] == "restored completely into a scratch database, row counts equal"
     assert prod.exec("p22-ella-01", f"sha256sum {backup['path']}").stdout.split()[0] == backup["sha256"]

@@ -201,9 +201,9 @@ class Server:
         and `clilog` (every ella-cli command). After = a row id beyond `marks` (the window's own
         last rows, recorded when it ended), else beyond the `baseline` database's (the rollback
         point: the database as it was once ELLA had stopped), less the window's own ella-cli
-        commands (`own_commands`, as clilog's `command` says them); the clock plays no part. Counted as served: a request of a
-        logged-in user, and every request that writes (POST, PUT, PATCH, DELETE: a login among
-        them); any other ella-cli command. An anonymous read (the health gate's
+        commands (`own_commands`, as clilog's `command` says them); the clock plays no part.
+        Counted as served: a request of a logged-in user, and every request that writes (POST,
+        PUT, PATCH, DELETE: a login among them); any other ella-cli command. An anonymous read (the health gate's
         /api/v1/config/, `check`'s /api/v1/broadcasts/) serves no one's data."""
         exact = bool(marks) and all(marks.get(table) is not None for table in LOG_TABLES)
         marks = marks if exact else self.log_marks(baseline)
@@ -343,8 +343,11 @@ def dump(server, path, database=None, dump_format="custom", jobs=1):
         if dump_format == "directory":
             argv.append("--jobs=%d" % int(jobs))
         server.run(argv)
-    except psycopg2.Error as error:
-        raise PgError("dump of %s: %s" % (database, _first_line(error))) from None
+    except (psycopg2.Error, PgError) as error:
+        # A dump cut short is no backup: removed at once, never left for a restore to find.
+        remove_backup(path)
+        raise PgError("dump of %s: %s" % (database, _first_line(error) if isinstance(error, psycopg2.Error)
+                                           else error)) from None
     finally:
         holder.rollback()
         holder.close()
@@ -448,3 +451,88 @@ def restore(server, path, keep_replaced=True, when=None):
     return {"restored_from": path, "tables": len(counts), "rows": sum(counts.values()),
             "revision": (manifest or {}).get("revision"), "verify_seconds": verify_seconds,
             "restore_seconds": round(time.monotonic() - started, 2), "replaced_kept_as": kept}
+
+
+# ---- pruning ---------------------------------------------------------------------------
+
+# <label>-<UTC stamp>-<from>-to-<to>.dump|.dir, as the backup entry point names them; <to> is
+# the release's version, `manual` (ella-deploy backup) or `task-<folder>` (before a db-task).
+BACKUP_NAME = re.compile(r"^(?P<label>.+)-(?P<stamp>\d{8}T\d{6}Z)-(?P<from>.+?)-to-(?P<to>.+?)\.(?:dump|dir)$")
+
+
+def backup_kind(name):
+    """release, manual or task, from a backup's name; None for a file that is no backup."""
+    match = BACKUP_NAME.match(name)
+    if not match:
+        return None
+    to = match.group("to")
+    return "manual" if to == "manual" else "task" if to.startswith("task-") else "release"
+
+
+def remove_backup(path):
+    import shutil
+
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.unlink(path)
+    if os.path.exists(path + MANIFEST_SUFFIX):
+        os.unlink(path + MANIFEST_SUFFIX)
+
+
+def unaccepted_versions(audit_log):
+    """Versions with a successful release in the audit log and no acceptance after it (a line a
+    crash tore is skipped)."""
+    pending = {}
+    try:
+        with open(audit_log) as handle:
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or record.get("outcome") != "success":
+            continue
+        if record.get("kind") == "release" and record.get("to_version"):
+            pending[record["to_version"]] = True
+        elif record.get("kind") == "accept":
+            pending.pop(record.get("version"), None)
+    return sorted(pending)
+
+
+def prune_backups(directory, keep, protect=(), unaccepted=()):
+    """Backups pruned by what they are: a dump without its manifest (cut short: the manifest
+    is written last) goes at once; of each kind (release, manual, task) the newest keep[kind]
+    stay; never one named in `protect` or in LAST_SUCCESSFUL (the last successful release's),
+    nor any backup of a release not yet accepted (`unaccepted` versions: its rollback point
+    may be gone, the backup is the data before it). Returns {"partial": [...], "pruned": [...]}."""
+    protect = {os.path.basename(p) for p in protect if p}
+    try:
+        with open(os.path.join(directory, "LAST_SUCCESSFUL")) as handle:
+            protect.add(handle.read().strip())
+    except OSError:
+        pass
+    removed = {"partial": [], "pruned": []}
+    by_kind = {}
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        kind = backup_kind(name)
+        if kind is None:
+            continue
+        path = os.path.join(directory, name)
+        if not os.path.exists(path + MANIFEST_SUFFIX):
+            remove_backup(path)
+            removed["partial"].append(name)
+            continue
+        by_kind.setdefault(kind, []).append(name)
+    for kind, names in by_kind.items():
+        # Newest first, by the stamp in the name (mtimes change when files are copied).
+        names.sort(key=lambda n: BACKUP_NAME.match(n).group("stamp"), reverse=True)
+        for name in names[int(keep.get(kind, 10)):]:
+            if name in protect or (kind == "release" and BACKUP_NAME.match(name).group("to") in unaccepted):
+                continue
+            remove_backup(os.path.join(directory, name))
+            removed["pruned"].append(name)
+    return removed

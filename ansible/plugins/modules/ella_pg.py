@@ -26,14 +26,33 @@ description:
     its exit code, the lines of its output that match C(output_filter) and its errors (a
     db-task's script, which ella-deploy wraps in its own transaction); the deploy lock is
     renewed while it runs.
+  - C(prune) prunes the backups in the directory C(path) by what they are. A dump without its
+    manifest (cut short) goes at once; of each kind (release, manual, task) the newest
+    C(retain) stay; never one in C(keep_paths) or LAST_SUCCESSFUL, nor a backup of a release
+    that C(audit_log) shows not yet accepted.
   - Connects as ELLA's login through PGPASSFILE; no password is passed or returned.
 options:
   action:
     type: str
     required: true
-    choices: [backup, verify, restore, restore_into, copy, swap, drop, drop_copies, state, run_file]
+    choices: [backup, verify, restore, restore_into, copy, swap, drop, drop_copies, state, run_file, prune]
+  retain:
+    description: With C(prune), how many backups of each kind stay (release, manual, task).
+    type: dict
+  keep_paths:
+    description: With C(prune), backups never pruned (the last successful release's).
+    type: list
+    elements: str
+    default: []
+  audit_log:
+    description: >-
+      With C(prune), the environment's audit log: a release's backups are never pruned while
+      it is not accepted.
+    type: path
   output_filter:
-    description: With C(run_file), the regular expression of the output lines returned (the rest is dropped on the host).
+    description: >-
+      With C(run_file), the regular expression of the output lines returned (the rest is
+      dropped on the host).
     type: str
     default: "^@@"
   url:
@@ -103,8 +122,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.ella_lock import Heartbeat, LockError
 from ansible.module_utils.ella_pg import (
-    PgError, Server, checksum, dump, read_manifest, restore, restore_into, size_of, stamp,
-    verify_readable,
+    PgError, Server, checksum, dump, prune_backups, read_manifest, restore, restore_into, size_of, stamp,
+    unaccepted_versions, verify_readable,
 )
 
 
@@ -140,7 +159,7 @@ def main():
         argument_spec=dict(
             action=dict(type="str", required=True,
                         choices=["backup", "verify", "restore", "restore_into", "copy", "swap", "drop", "drop_copies",
-                                 "state", "run_file"]),
+                                 "state", "run_file", "prune"]),
             source=dict(type="str"),
             url=dict(type="str", required=True),
             pgpassfile=dict(type="path", required=True),
@@ -155,11 +174,14 @@ def main():
             kind=dict(type="str", default="rollback", choices=["rollback"]),
             keep=dict(type="list", elements="str", default=[]),
             output_filter=dict(type="str", default="^@@"),
+            retain=dict(type="dict"),
+            keep_paths=dict(type="list", elements="str", default=[]),
+            audit_log=dict(type="path"),
             lock=dict(type="dict", options=dict(path=dict(type="path"), token=dict(type="str", no_log=True))),
         ),
         required_if=[("action", "backup", ["path"]), ("action", "verify", ["path"]),
                      ("action", "restore", ["path"]), ("action", "copy", ["database"]),
-                     ("action", "run_file", ["path"]),
+                     ("action", "run_file", ["path"]), ("action", "prune", ["path", "retain"]),
                      ("action", "restore_into", ["path", "database"]),
                      ("action", "swap", ["database", "keep_as"]), ("action", "drop", ["database"])],
         supports_check_mode=False,
@@ -214,6 +236,10 @@ def run(module, params):
         existed = server.exists(params["database"])
         server.drop(params["database"])
         return dict(changed=existed)
+    if action == "prune":
+        removed = prune_backups(params["path"], params["retain"], params["keep_paths"],
+                                unaccepted_versions(params["audit_log"]) if params["audit_log"] else ())
+        return dict(changed=bool(removed["partial"] or removed["pruned"]), **removed)
     if action == "run_file":
         done = subprocess.run(["psql", "--no-psqlrc", "--no-password", "--dbname", server.url(), "--file",
                                params["path"]], env=server.env, capture_output=True, text=True)

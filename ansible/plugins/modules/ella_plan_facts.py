@@ -10,7 +10,8 @@ short_description: Read what the plan of an ELLA release needs from the host, in
 description:
   - Reads only. The live symlink; the new image's sha256, its published .sha256 if any, and
     whether Singularity can read it; the same of the image the live symlink points to (the
-    rollback target, to which a release must be able to go back); the fixture files' checksums and the record of their last
+    rollback target, to which a release must be able to go back); the fixture files'
+    checksums and the record of their last
     apply; the release journal; the deploy lock; the database's size and the sessions other
     logins have open on it (they would block the rollback point); whether ELLA's login may
     make and drop its copies (CREATE DATABASE, owning the live database); the free space for
