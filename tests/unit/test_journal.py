@@ -219,3 +219,19 @@ def test_keep_new_refuses_after_the_rollback_was_done(phase):
 def test_keep_new_needs_no_more_than_what_went_live():
     decision = journal.recovery({**DONE_WINDOW, "phase": "live"}, serving=False, keep_new="x")
     assert decision["action"] == "finish" and "went live" in decision["why"]
+
+
+def test_keep_new_names_every_step_that_is_missing():
+    entry = {**OPEN, "migrate": True, "fixtures": [{"name": "usergroups"}]}
+    decision = journal.recovery(entry, serving=False, keep_new="x")
+    assert "(migrate started, fixtures not reached);" in decision["why"]
+
+
+def test_served_without_a_summary_still_says_where_it_was_read():
+    decision = journal.recovery(DONE_WINDOW, serving=False, served={"served": True})
+    assert "ELLA's own log: requests since the window)" in decision["why"]
+
+
+def test_summary_carries_the_error_of_a_failed_step():
+    entry = {**OPEN, "steps": [{"step": "migrate", "state": "failed", "error": "alembic: boom"}]}
+    assert journal.summary(entry)["steps"] == [{"step": "migrate", "state": "failed", "error": "alembic: boom"}]

@@ -298,3 +298,23 @@ def test_a_heartbeat_never_swallows_the_steps_error(path: str) -> None:
     with pytest.raises(ValueError, match="migration failed"):
         with lock.Heartbeat(path, "token-ola", interval=60):
             raise ValueError("migration failed")
+
+
+def test_the_storage_clock_falls_back_to_the_hosts_where_it_cannot_be_touched(tmp_path) -> None:
+    assert abs(lock.storage_now(str(tmp_path / "no" / "such" / "dir")) - time.time()) < 5
+
+
+def test_a_lock_no_step_ever_renewed_is_gone_once_settled_after_its_controller(path: str) -> None:
+    lock.take(path, OLA, "token-ola", LEASE)
+    assert lock.renewers(path) == 0
+    age(path, lock.SETTLE + 2)
+    _, broken = lock.take(path, KARI, "token-kari", LEASE, break_reason="recover", controller_gone="pid 4242 ended")
+    assert "no step on a host renews" in broken["gone"]
+
+
+def test_two_steps_renewing_at_once_both_say_so(path: str) -> None:
+    lock.take(path, OLA, "token-ola", LEASE)
+    with lock.Heartbeat(path, "token-ola", interval=3600), lock.Heartbeat(path, "token-ola", interval=3600):
+        assert lock.renewers(path) == 2
+        assert stat.S_IMODE(os.stat(os.path.join(path, lock.RENEWERS)).st_mode) == 0o750
+    assert lock.renewers(path) == 0

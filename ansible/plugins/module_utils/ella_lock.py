@@ -230,7 +230,8 @@ class Heartbeat:
         if self.path and self.token:
             renew(self.path, self.token)
             # Said while this step runs: a holder whose controller ended is not gone meanwhile.
-            self._word = os.path.join(self.path, RENEWERS, "%s-%d" % (os.uname()[1], os.getpid()))
+            self._word = os.path.join(self.path, RENEWERS, "%s-%d-%s" % (os.uname()[1], os.getpid(),
+                                                                          secrets.token_hex(4)))
             try:
                 os.makedirs(os.path.dirname(self._word), mode=0o750, exist_ok=True)
                 touch(self._word)
