@@ -96,7 +96,8 @@ def validate(options: ReleaseOptions) -> None:
         raise EllaDeployError(
             f"release: {options.request!r} is not a version: use MAJOR.MINOR.PATCH, 2.x or 2.3.x", ExitCode.USAGE
         )
-    options.db_server_free_bytes  # noqa: B018 - parsed now: bad input fails before any host
+    if options.db_server_free:
+        parse_size(options.db_server_free)  # bad input fails here, before any host
 
 
 def _extravars(options: ReleaseOptions, command: str) -> dict[str, Any]:

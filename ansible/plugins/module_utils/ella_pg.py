@@ -203,8 +203,8 @@ class Server:
         point: the database as it was once ELLA had stopped), less the window's own ella-cli
         commands (`own_commands`, as clilog's `command` says them); the clock plays no part.
         Counted as served: a request of a logged-in user, and every request that writes (POST,
-        PUT, PATCH, DELETE: a login among them); any other ella-cli command. An anonymous read (the health gate's
-        /api/v1/config/, `check`'s /api/v1/broadcasts/) serves no one's data."""
+        PUT, PATCH, DELETE: a login among them); any other ella-cli command. An anonymous read
+        (the health gate's /api/v1/config/, `check`'s /api/v1/broadcasts/) serves no one's data."""
         exact = bool(marks) and all(marks.get(table) is not None for table in LOG_TABLES)
         marks = marks if exact else self.log_marks(baseline)
         result = {"requests": 0, "writes": 0, "users": 0, "cli_changes": 0, "first": None, "last": None,
